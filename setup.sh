@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv with everything the extractor needs; `./setup.sh --test` adds the test-only
+# reference packages. Safe to run again. Needs Python 3.10+; the ffmpeg program is optional
+# (fps_method=reencode and the tests use it) and is installed with apt-get when run as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null
+  else
+    echo "note: the ffmpeg program is not installed (needed for fps_method=reencode and the tests)" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+fi

@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_A = str(ROOT / "sample" / "a.mp4")  # 1280x720, 25 fps, 132 frames
+SAMPLE_B = str(ROOT / "sample" / "b.mp4")  # 480x270, 29.97 fps, 158 frames
+FRAME_COUNTS = {SAMPLE_A: 132, SAMPLE_B: 158}
+
+
+def make_config(**options):
+    from utils.config import load_config
+
+    return load_config({"device": "cpu", "pretrained": False, **options})
+
+
+def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random parameters and BatchNorm statistics, so nothing sits at its init default."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            values = torch.randn(tensor.shape, generator=generator) * 0.1
+            if name.endswith("running_var"):
+                values = values.abs() + 0.5
+            tensor.copy_(values)
+    return module
+
+
+def run_cli(*args, cwd=None):
+    """Runs main.py in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+@pytest.fixture(scope="session")
+def r21d_checkpoint(tmp_path_factory) -> str:
+    """An r2plus1d_18 checkpoint with random weights, in torchvision's file layout."""
+    from torchvision.models.video import r2plus1d_18
+
+    path = tmp_path_factory.mktemp("weights") / "r2plus1d_18-random.pth"
+    torch.save(randomize(r2plus1d_18(weights=None), seed=1).state_dict(), path)
+    return str(path)

@@ -1,0 +1,248 @@
+"""The command line and the shared pipeline, on R(2+1)D with a random checkpoint."""
+import os
+import pickle
+import shutil
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from main import main
+from models.r21d.extractor import ExtractR21D
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_config, run_cli
+from utils.weights import WeightsError
+
+KEYS = ("r21d", "timestamps_ms", "fps")
+
+
+@pytest.fixture
+def cli(r21d_checkpoint, tmp_path, capsys):
+    """main() in this process (no interpreter start-up), with the random checkpoint and a fresh output folder."""
+
+    def run(*args):
+        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu", *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def out_file(tmp_path, name, key, extension=".npy"):
+    return tmp_path / "out" / "r21d" / "r2plus1d_18_16_kinetics" / f"{name}_{key}{extension}"
+
+
+def test_numpy_pickle_and_the_python_api_give_the_same_outputs(cli, tmp_path, r21d_checkpoint):
+    assert cli(f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "on_extraction=save_numpy")[0] == 0
+    assert cli(f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "on_extraction=save_pickle")[0] == 0
+    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    for path, name in ((SAMPLE_A, "a"), (SAMPLE_B, "b")):
+        api = extractor.extract(path)
+        for key in KEYS:
+            saved = np.load(out_file(tmp_path, name, key))
+            with open(out_file(tmp_path, name, key, ".pkl"), "rb") as file:
+                pickled = pickle.load(file)
+            np.testing.assert_array_equal(saved, api[key])
+            np.testing.assert_array_equal(pickled, api[key])
+    assert np.load(out_file(tmp_path, "a", "r21d")).shape == (FRAME_COUNTS[SAMPLE_A] // 16, 512)
+    leftovers = [f for f in os.listdir(tmp_path / "out/r21d/r2plus1d_18_16_kinetics") if f.startswith(".tmp")]
+    assert leftovers == []
+
+
+def test_a_second_run_skips_and_a_truncated_output_is_redone(cli, tmp_path):
+    args = (f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "on_extraction=save_numpy")
+    assert cli(*args)[2].endswith("2 extracted, 0 skipped, 0 failed\n")
+    before = np.load(out_file(tmp_path, "b", "r21d"))
+    assert cli(*args)[2].endswith("0 extracted, 2 skipped, 0 failed\n")
+    damaged = out_file(tmp_path, "b", "r21d")
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    assert cli(*args)[2].endswith("1 extracted, 1 skipped, 0 failed\n")
+    np.testing.assert_array_equal(np.load(damaged), before)
+
+
+def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, r21d_checkpoint):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(5000))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{SAMPLE_A}\n{corrupt}\n{tmp_path / 'missing.mp4'}\n\n{SAMPLE_B}\n")
+    result = run_cli(
+        f"file_with_video_paths={listing}", f"weights_path={r21d_checkpoint}", "device=cpu",
+        "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {corrupt}: cannot open: invalid data found when processing input",
+        f"error: {tmp_path / 'missing.mp4'}: file not found",
+    ]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.rstrip().endswith("2 extracted, 0 skipped, 2 failed")
+    written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    # the inputs share no folder below /, so names are their paths relative to it
+    assert len(written) == 6 and not any("corrupt" in name or "missing" in name for name in written)
+    assert not (tmp_path / "outputs").exists()  # no stray Hydra folder
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["foo=1"], "error: unknown option 'foo' (see python main.py --help)"),
+        (["feature_type=c3d"], "error: unknown feature_type 'c3d'; choose one of: r21d"),
+        (["model_name=r3d_18"], "error: unknown model_name 'r3d_18' for feature_type=r21d; choose one of:"),
+        (["stack_size=0"], "error: stack_size must be a positive integer or null, got 0"),
+        (["step_size=-4"], "error: step_size must be a positive integer or null, got -4"),
+        (["stack_size=abc"], "error: stack_size must be a positive integer or null, got 'abc'"),
+        (["batch_size=0"], "error: batch_size must be a positive integer, got 0"),
+        (["extraction_fps=0"], "error: extraction_fps must be a positive number or null, got 0"),
+        (["on_extraction=save_hdf5"], "error: on_extraction must be one of print, save_numpy, save_pickle"),
+        (["device=tpu"], "error: device must be auto, cpu, cuda or cuda:N"),
+        (["precision=bf16"], "error: precision=bf16 needs a CUDA device"),
+        (["video_paths=null"], "error: no videos given"),
+        (["file_with_video_paths=/nonexistent/list.txt"], "error: file_with_video_paths=/nonexistent/list.txt: No such file"),
+        (["weights_path=/nonexistent.pth", "pretrained=true"], "error: weights_path=/nonexistent.pth: file not found"),
+        (["weights_path=/nonexistent.pth"], "error: weights_path and pretrained=false contradict each other"),
+        (["stack_size=[1"], "error: "),
+    ],
+)
+def test_bad_options_fail_with_one_clear_line_before_any_video(args, message, capsys):
+    options = {"video_paths": f"[{SAMPLE_A}]", "pretrained": "false", "device": "cpu"}
+    options.update(arg.split("=", 1) for arg in args)
+    code = main([f"{key}={value}" for key, value in options.items()])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_help_lists_every_option_with_its_default():
+    from utils.config import OPTIONS
+
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in OPTIONS:
+        assert f"  {option} " in result.stdout
+    assert "[r2plus1d_18_16_kinetics]" in result.stdout and "batch_size" in result.stdout
+
+
+def test_every_config_option_is_documented():
+    from omegaconf import OmegaConf
+
+    from utils.config import OPTIONS, load_config
+
+    assert set(OmegaConf.to_container(load_config([]))) == set(OPTIONS)
+
+
+def test_equal_stems_in_different_folders_do_not_collide(cli, tmp_path):
+    for folder in ("cat", "dog"):
+        (tmp_path / "videos" / folder).mkdir(parents=True)
+    shutil.copy(SAMPLE_A, tmp_path / "videos/cat/000.mp4")
+    shutil.copy(SAMPLE_B, tmp_path / "videos/dog/000.mp4")
+    code, _, _ = cli(f"video_paths=[{tmp_path}/videos/cat/000.mp4,{tmp_path}/videos/dog/000.mp4]", "on_extraction=save_numpy")
+    assert code == 0
+    assert np.load(out_file(tmp_path, "cat/000", "r21d")).shape[0] == FRAME_COUNTS[SAMPLE_A] // 16
+    assert np.load(out_file(tmp_path, "dog/000", "r21d")).shape[0] == FRAME_COUNTS[SAMPLE_B] // 16
+
+
+def test_two_inputs_with_one_output_name_are_refused(cli, tmp_path):
+    shutil.copy(SAMPLE_A, tmp_path / "x.mp4")
+    shutil.copy(SAMPLE_A, tmp_path / "x.mkv")
+    code, _, err = cli(f"video_paths=[{tmp_path}/x.mp4,{tmp_path}/x.mkv]", "on_extraction=save_numpy")
+    assert code == 2 and "would write the same output files 'x_*'" in err
+
+
+def test_batches_span_videos_and_give_the_same_features(r21d_checkpoint):
+    one = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    three = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, batch_size=3))
+    singles = list(one.extract_many([SAMPLE_A, SAMPLE_B]))
+    batched = list(three.extract_many([SAMPLE_A, SAMPLE_B]))  # 8 + 9 windows: one batch holds both videos
+    for a, b in zip(singles, batched):
+        assert a.path == b.path
+        np.testing.assert_allclose(a.outputs["r21d"], b.outputs["r21d"], atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(a.outputs["timestamps_ms"], b.outputs["timestamps_ms"])
+
+
+@pytest.mark.parametrize(
+    "fps, stack, step, windows",
+    [(5, 4, 4, 6), (5, 8, 4, 5), (10, 16, 16, 3), (2.5, 16, 16, 1)],
+)
+def test_windows_after_resampling(fps, stack, step, windows, r21d_checkpoint):
+    extractor = ExtractR21D(
+        make_config(weights_path=r21d_checkpoint, pretrained=True, extraction_fps=fps, stack_size=stack, step_size=step)
+    )
+    outputs = extractor.extract(SAMPLE_A)  # 5.28 s: 26 frames at 5 fps, 53 at 10, 13 at 2.5
+    assert outputs["r21d"].shape == (windows, 512)
+    starts = np.arange(windows) * step / fps * 1000
+    length = min(stack, round(5.28 * fps)) / fps * 1000  # the short 2.5 fps video is padded, not stretched
+    np.testing.assert_allclose(outputs["timestamps_ms"], np.stack([starts, starts + length], 1), atol=1e-6)
+    assert float(outputs["fps"]) == fps
+
+
+def test_a_video_shorter_than_one_window_gives_one_padded_window(r21d_checkpoint):
+    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, stack_size=200))
+    with pytest.warns(UserWarning, match="132 frames is shorter than one window of 200"):
+        outputs = extractor.extract(SAMPLE_A)
+    assert outputs["r21d"].shape == (1, 512)
+    np.testing.assert_allclose(outputs["timestamps_ms"], [[0, 5280]])
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
+@pytest.mark.parametrize("keep", [False, True])
+def test_reencode_method_deletes_its_temporary_file_unless_asked(keep, tmp_path, r21d_checkpoint):
+    options = dict(weights_path=r21d_checkpoint, pretrained=True, extraction_fps=5, stack_size=4, step_size=4)
+    reencoded = ExtractR21D(
+        make_config(**options, fps_method="reencode", tmp_path=str(tmp_path / "tmp"), keep_tmp_files=keep)
+    ).extract(SAMPLE_A)
+    filtered = ExtractR21D(make_config(**options)).extract(SAMPLE_A)
+    assert reencoded["r21d"].shape == filtered["r21d"].shape == (6, 512)
+    np.testing.assert_array_equal(reencoded["timestamps_ms"], filtered["timestamps_ms"])
+    # the same frames, but through a second lossy encode
+    assert np.abs(reencoded["r21d"] - filtered["r21d"]).max() < 0.1 * np.abs(filtered["r21d"]).max()
+    kept = os.listdir(tmp_path / "tmp")
+    assert (len(kept) == 1 and kept[0].startswith("a_") and kept[0].endswith("_new_fps.mp4")) if keep else kept == []
+
+
+def test_show_pred_prints_the_top_classes_of_every_window(cli):
+    code, out, _ = cli(f"video_paths=[{SAMPLE_B}]", "show_pred=true")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.strip().startswith(("0.00-", "0.53-"))]
+    assert rows[0].strip().startswith("0.00-   0.53 s")
+    assert len(rows[0].split(" | ")) == 5
+    from utils.labels import kinetics400
+
+    assert rows[0].split("s  ", 1)[1].rsplit(" ", 1)[0].split(" | ")[0].rsplit(" ", 1)[0] in kinetics400()
+
+
+def test_print_shows_shapes_and_statistics(cli):
+    code, out, _ = cli(f"video_paths=[{SAMPLE_B}]")
+    assert code == 0
+    assert f"  r21d: shape ({FRAME_COUNTS[SAMPLE_B] // 16}, 512)  min " in out
+    assert "  timestamps_ms: shape (9, 2)" in out
+
+
+def test_without_weights_offline_the_error_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url, destination, hash_prefix=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as error:
+        ExtractR21D(make_config(pretrained=True))
+    message = str(error.value)
+    for part in ("https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth",
+                 str(tmp_path / "torch" / "hub" / "checkpoints" / "r2plus1d_18-91a641e6.pth"), "weights_path=", "pretrained=false"):
+        assert part in message
+
+
+def test_a_checkpoint_in_the_hub_cache_is_used(monkeypatch, tmp_path, r21d_checkpoint):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(r21d_checkpoint, tmp_path / "torch" / "hub" / "checkpoints" / "r2plus1d_18-91a641e6.pth")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
+    extractor = ExtractR21D(make_config(pretrained=True))
+    assert torch.equal(extractor.network.fc.weight, torch.load(r21d_checkpoint)["fc.weight"])
+
+
+def test_random_weights_only_on_request_and_with_a_warning():
+    with pytest.warns(UserWarning, match="random weights"):
+        ExtractR21D(make_config(pretrained=False))

@@ -1,0 +1,41 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.transforms import ResizeCrop, resize_crop_normalize, short_side_size
+
+MEAN, STD = (0.45, 0.4, 0.35), (0.225, 0.25, 0.2)
+
+
+def reference(frames, geometry):
+    """The reference order of operations: float, resize the whole frame, crop, normalise."""
+    x = frames.permute(0, 3, 1, 2).float() / 255
+    x = F.interpolate(x, size=geometry.resize_hw, mode="bilinear", align_corners=False, antialias=False)
+    (top, left), (h, w) = geometry.top_left, geometry.crop_hw
+    x = x[:, :, top : top + h, left : left + w]
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "in_hw, geometry",
+    [
+        ((720, 1280), ResizeCrop((128, 171), (8, 30), (112, 112))),  # r21d, downscale
+        ((144, 176), ResizeCrop((256, 312), (0, 28), (256, 256))),  # upscale
+        ((361, 483), ResizeCrop((256, 342), (0, 43), (256, 256))),  # odd sizes
+        ((101, 57), ResizeCrop((30, 20), (1, 2), (25, 15))),  # portrait, tiny
+        ((224, 224), ResizeCrop((224, 224), (0, 0), (224, 224))),  # identity resize
+    ],
+)
+def test_resize_crop_normalize_matches_interpolate(in_hw, geometry):
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (2, *in_hw, 3), dtype=torch.uint8)  # noise: the worst case
+    ours = resize_crop_normalize(frames, geometry, MEAN, STD)
+    assert ours.shape == (2, 3, *geometry.crop_hw)
+    torch.testing.assert_close(ours, reference(frames, geometry), atol=2e-6, rtol=0)
+
+
+def test_short_side_size_floors_the_long_side():
+    assert short_side_size(720, 1280, 256) == (256, 455)
+    assert short_side_size(1280, 720, 256) == (455, 256)
+    assert short_side_size(270, 481, 224) == (224, 399)  # 399.01
+    assert short_side_size(100, 100, 224) == (224, 224)

@@ -1,0 +1,117 @@
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B
+from utils.video import VideoError, VideoReader
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
+
+
+def ffmpeg_frames(path, fps, size=(64, 36)):
+    """The frames `ffmpeg -vf fps=fps=X` keeps, scaled down to compare content cheaply."""
+    w, h = size
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", path, "-vf", f"fps=fps={fps},scale={w}:{h}:flags=area",
+         "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w)
+
+
+def our_frames(path, fps, size=(64, 36)):
+    import av
+
+    frames = list(VideoReader(path, fps).frames())
+    small = []
+    for frame in frames:
+        image = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        small.append(image.reformat(width=size[0], height=size[1], format="gray", interpolation="AREA").to_ndarray())
+    return frames, np.stack(small)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("path", [SAMPLE_A, SAMPLE_B])
+@pytest.mark.parametrize("fps", [1, 2.5, 5, 7, 12.5, 24, 29.97, 50])
+def test_resampling_keeps_the_frames_ffmpeg_keeps(path, fps):
+    theirs = ffmpeg_frames(path, fps)
+    frames, ours = our_frames(path, fps)
+    assert len(frames) == len(theirs)
+    # the same source frame each time: a neighbouring frame would differ by far more
+    difference = np.abs(ours.astype(int) - theirs.astype(int)).mean(axis=(1, 2))
+    assert difference.max() < 1.5
+    assert [f.index for f in frames] == list(range(len(frames)))
+    np.testing.assert_allclose([f.time for f in frames], np.arange(len(frames)) / fps, atol=1e-9)
+
+
+@pytest.mark.parametrize("path", [SAMPLE_A, SAMPLE_B])
+def test_native_rate_gives_every_frame_with_its_timestamp(path):
+    reader = VideoReader(path)
+    frames = list(reader.frames(wanted=lambda i: i % 10 == 0))
+    assert len(frames) == FRAME_COUNTS[path]
+    assert reader.fps == pytest.approx({SAMPLE_A: 25.0, SAMPLE_B: 30000 / 1001}[path])
+    np.testing.assert_allclose([f.time for f in frames], np.arange(len(frames)) / reader.fps, atol=1e-3)
+    # only wanted frames are converted to RGB, and the last one always is (for padding)
+    assert [f.index for f in frames if f.image is not None] == [i for i in range(len(frames)) if i % 10 == 0] + (
+        [len(frames) - 1] if (len(frames) - 1) % 10 else []
+    )
+
+
+def test_paths_with_spaces_and_non_ascii_characters(tmp_path):
+    folder = tmp_path / "my videos – été"
+    folder.mkdir()
+    path = folder / "clip nº 1 (copy).mp4"
+    shutil.copy(SAMPLE_B, path)
+    assert len(list(VideoReader(str(path)).frames(lambda i: False))) == FRAME_COUNTS[SAMPLE_B]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("container, codec", [("mkv", "copy"), ("webm", "libvpx-vp9"), ("avi", "mpeg4")])
+def test_other_containers_and_codecs(tmp_path, container, codec):
+    path = tmp_path / f"clip.{container}"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-t", "1", "-c:v", codec, "-an", str(path)], check=True)
+    frames = list(VideoReader(str(path)).frames())
+    assert 29 <= len(frames) <= 32  # stream copy cuts at packets, so a frame or two more
+    assert frames[0].image.shape == (270, 480, 3)
+
+
+@needs_ffmpeg
+def test_a_file_that_starts_late_is_resampled_and_timed_as_ffmpeg_does(tmp_path):
+    path = str(tmp_path / "late.mkv")
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-t", "2", "-c", "copy", "-output_ts_offset", "2.13", path],
+        check=True,
+    )
+    theirs = ffmpeg_frames(path, 5)
+    frames, ours = our_frames(path, 5)
+    assert len(frames) == len(theirs)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).mean(axis=(1, 2)).max() < 1.5
+    assert frames[0].time == 0.0 and frames[1].time == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "file not found"),
+        (b"this is not a video", "cannot open: invalid data"),
+        ("truncated", "cannot open"),
+    ],
+)
+def test_unreadable_files_raise_one_clear_line(tmp_path, content, message):
+    path = tmp_path / "bad.mp4"
+    if content == "truncated":
+        path.write_bytes(open(SAMPLE_A, "rb").read()[:200_000])  # the index (moov) is at the end
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(VideoError, match=message) as error:
+        list(VideoReader(str(path)).frames())
+    assert "\n" not in str(error.value)
+
+
+def test_a_file_without_a_video_stream(tmp_path):
+    path = tmp_path / "audio.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_A, "-vn", "-c:a", "copy", str(path)], check=True)
+    with pytest.raises(VideoError, match="no video stream"):
+        VideoReader(str(path))

@@ -1,0 +1,64 @@
+"""Spatial preprocessing shared by every model: bilinear resize, crop and normalise.
+
+All three reference recipes resize float frames with ``F.interpolate(mode="bilinear",
+align_corners=False, antialias=False)`` and then crop. Converting a whole 720p frame to float
+costs far more than the network needs from it, so ``resize_crop_normalize`` gathers only the
+source pixels that the cropped output reads, on uint8, and interpolates those. The source
+coordinates are computed in float32 exactly as torch's kernels do, so the result equals the
+reference order of operations to float rounding (tests/test_transforms.py checks it).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ResizeCrop:
+    """Resize a frame to ``resize_hw`` and keep the ``crop_hw`` box whose corner is ``top_left``."""
+
+    resize_hw: tuple[int, int]
+    top_left: tuple[int, int]
+    crop_hw: tuple[int, int]
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """Output (h, w) when the short side is scaled to ``size``, long side floored (pytorchvideo, PySlowFast)."""
+    if width < height:
+        return int(math.floor(height / width * size)), size
+    return size, int(math.floor(width / height * size))
+
+
+def _bilinear_taps(in_size: int, out_size: int, start: int, length: int, device):
+    """Source indices and weights torch's bilinear resize uses for output pixels start..start+length-1."""
+    scale = (torch.tensor(in_size, dtype=torch.float32) / out_size).double()
+    dst = torch.arange(start, start + length, dtype=torch.float64)
+    # torch's kernels compute scale * (dst + 0.5) - 0.5 with a fused multiply-add: one rounding.
+    src = (scale * (dst + 0.5) - 0.5).float().clamp(min=0)
+    low = src.long()  # floor, since src >= 0
+    weight_high = src - low
+    high = (low + 1).clamp(max=in_size - 1)
+    return low.to(device), high.to(device), weight_high.to(device)
+
+
+def resize_crop_normalize(frames: torch.Tensor, geometry: ResizeCrop, mean, std) -> torch.Tensor:
+    """(N, H, W, 3) uint8 frames -> (N, 3, crop_h, crop_w) float32, scaled to [0, 1] and normalised.
+
+    Equal, to float rounding, to: float / 255 -> bilinear resize to ``resize_hw`` (align_corners
+    False, no antialias) -> crop -> (x - mean) / std.
+    """
+    _, in_h, in_w, _ = frames.shape
+    (out_h, out_w), (top, left), (crop_h, crop_w) = geometry.resize_hw, geometry.top_left, geometry.crop_hw
+    y_low, y_high, wy = _bilinear_taps(in_h, out_h, top, crop_h, frames.device)
+    x_low, x_high, wx = _bilinear_taps(in_w, out_w, left, crop_w, frames.device)
+    pixels = frames.index_select(1, torch.cat([y_low, y_high])).index_select(2, torch.cat([x_low, x_high]))
+    pixels = pixels.float() / 255
+    # Width first, then height: the order torch's separable kernel combines the four taps in.
+    wx = wx.view(1, 1, crop_w, 1)
+    rows = pixels[:, :, :crop_w] * (1 - wx) + pixels[:, :, crop_w:] * wx
+    wy = wy.view(1, crop_h, 1, 1)
+    out = rows[:, :crop_h] * (1 - wy) + rows[:, crop_h:] * wy
+    out = out.permute(0, 3, 1, 2)
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    return ((out - mean) / std).contiguous()

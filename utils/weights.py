@@ -1,0 +1,95 @@
+"""Finding and loading checkpoint files.
+
+Weights come from, in this order: ``weights_path`` (a local file, or ``hf://owner/repo`` for the
+Hugging Face hub), the torch hub cache, or a download of the official file into that cache
+(checked against its sha256 prefix where the model lists one). Nothing ever falls back to
+random weights: that happens only when the user sets ``pretrained=false``.
+"""
+import os
+import urllib.error
+import warnings
+from typing import Optional
+
+import torch
+
+HF_PREFIX = "hf://"
+
+
+class WeightsError(Exception):
+    """Weights cannot be had. The message says where they were looked for and what to do."""
+
+
+def hub_cache_path(url: str) -> str:
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+
+
+def _download(url: str, destination: str, sha256_prefix: Optional[str]) -> None:
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, destination, hash_prefix=sha256_prefix)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise WeightsError(
+            f"cannot download {url} ({reason}). Put the file at {destination}, or pass "
+            "weights_path=FILE, or pretrained=false for random weights (the features are then meaningless)"
+        ) from error
+
+
+def _hf_file(repo_id: str) -> str:
+    try:
+        import huggingface_hub
+    except ImportError as error:
+        raise WeightsError(f"weights_path={HF_PREFIX}{repo_id} needs the huggingface_hub package") from error
+    last_error = None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            return huggingface_hub.hf_hub_download(repo_id, filename)
+        except Exception as error:  # the hub raises many kinds: offline, missing file, bad repo
+            last_error = error
+    raise WeightsError(f"cannot fetch {HF_PREFIX}{repo_id} from the Hugging Face hub: {last_error}")
+
+
+def resolve_checkpoint(
+    url: str, weights_path: Optional[str], pretrained: bool, sha256_prefix: Optional[str] = None
+) -> Optional[str]:
+    """The local checkpoint file to load, or None when the user asked for random weights."""
+    if weights_path:
+        if weights_path.startswith(HF_PREFIX):
+            return _hf_file(weights_path[len(HF_PREFIX):])
+        if not os.path.isfile(weights_path):
+            raise WeightsError(f"weights_path={weights_path}: file not found")
+        return weights_path
+    if not pretrained:
+        warnings.warn("pretrained=false: the network has random weights, so its features are meaningless")
+        return None
+    cached = hub_cache_path(url)
+    if not os.path.isfile(cached):
+        _download(url, cached, sha256_prefix)
+    return cached
+
+
+def load_state_file(path: str) -> dict:
+    """Reads a checkpoint (.pth/.pyth/.bin pickles, or .safetensors) without running pickled code."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"cannot read checkpoint {path}: {error}") from error
+
+
+def load_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+    """load_state_dict(strict=True), with a short error that names the file and the first mismatches."""
+    ours = module.state_dict()
+    missing = [k for k in ours if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in ours]
+    wrong_shape = [k for k in ours if k in state_dict and tuple(state_dict[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                parts.append(f"{len(keys)} {label} keys (e.g. {', '.join(keys[:3])})")
+        raise WeightsError(f"{source} does not fit this model: {'; '.join(parts)}")
+    module.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,88 @@
+"""Cutting a stream of frames into windows of ``stack_size`` frames every ``step_size`` frames.
+
+As in video_features, window k covers frames [k * step, k * step + stack) and an incomplete tail
+is dropped. A video shorter than one window yields one window padded with its last frame. The
+network sees only ``offsets`` of each window (all of them for R(2+1)D, a uniform subsample for
+SlowFast and TimeSformer), so only those frames are ever converted and preprocessed.
+"""
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    stack: int
+    step: int
+    offsets: tuple[int, ...]  # the frames of a window the network sees, relative to its start
+
+    def count(self, n_frames: int) -> int:
+        """Windows cut from ``n_frames`` frames (1 for a video shorter than a window)."""
+        return (n_frames - self.stack) // self.step + 1 if n_frames >= self.stack else 1
+
+    @functools.cached_property
+    def _offset_set(self) -> frozenset:
+        return frozenset(self.offsets)
+
+    def uses(self, index: int) -> bool:
+        """Whether any window shows frame ``index`` to the network."""
+        first_window = max(0, -(-(index - self.stack + 1) // self.step))
+        return any(index - k * self.step in self._offset_set for k in range(first_window, index // self.step + 1))
+
+
+@dataclass
+class Window:
+    index: int
+    frames: torch.Tensor  # (C, T, H, W): the window's offsets, preprocessed
+    start: float  # seconds: presentation time of the window's first frame
+    end: float  # seconds: presentation time of its last frame plus one frame duration
+
+
+class WindowAssembler:
+    """Collects one video's preprocessed frames and cuts windows as soon as they are complete.
+
+    Holds only the frames that a window not yet cut still needs, so memory is bounded by one
+    window whatever the video's length.
+    """
+
+    def __init__(self, plan: WindowPlan, frame_duration: float):
+        self.plan = plan
+        self.frame_duration = frame_duration
+        self.windows_cut = 0
+        self._frames: dict[int, torch.Tensor] = {}
+        self._start_times: dict[int, float] = {}
+        self._last_index = -1
+        self._last_time = 0.0
+
+    def add(self, index: int, time: float, frame: Optional[torch.Tensor]) -> Optional[Window]:
+        """Takes frame ``index`` (None if no window uses it); returns the window it completes."""
+        plan = self.plan
+        if frame is not None:
+            self._frames[index] = frame
+        if index % plan.step == 0:
+            self._start_times[index // plan.step] = time
+        self._last_index, self._last_time = index, time
+        window, remainder = divmod(index - plan.stack + 1, plan.step)
+        if window < 0 or remainder != 0:
+            return None
+        first = window * plan.step
+        cut = self._cut(window, [first + offset for offset in plan.offsets], time)
+        next_first = first + plan.step
+        self._frames = {i: f for i, f in self._frames.items() if i >= next_first}
+        self._start_times.pop(window)
+        return cut
+
+    def finish(self) -> Optional[Window]:
+        """At the end of the video: the padded window of a video shorter than one window."""
+        if self.windows_cut or self._last_index < 0:
+            return None
+        last = self._last_index
+        # frames past the end repeat the last one, as if the video froze on it
+        return self._cut(0, [min(offset, last) for offset in self.plan.offsets], self._last_time)
+
+    def _cut(self, window: int, indices: list[int], last_time: float) -> Window:
+        self.windows_cut += 1
+        frames = torch.stack([self._frames[i] for i in indices], dim=1)
+        return Window(window, frames, self._start_times[window], last_time + self.frame_duration)
