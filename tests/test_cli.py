@@ -246,3 +246,15 @@ def test_a_checkpoint_in_the_hub_cache_is_used(monkeypatch, tmp_path, r21d_check
 def test_random_weights_only_on_request_and_with_a_warning():
     with pytest.warns(UserWarning, match="random weights"):
         ExtractR21D(make_config(pretrained=False))
+
+
+def test_the_fast_path_gives_the_plain_path_features(r21d_checkpoint):
+    class Plain(ExtractR21D):
+        channels_last = False
+
+    options = dict(weights_path=r21d_checkpoint, pretrained=True)
+    plain = Plain(make_config(**options)).extract(SAMPLE_B)
+    # channels_last_3d, torch.compile with frozen weights, and a padded last batch (9 windows in 2s)
+    fast = ExtractR21D(make_config(**options, compile=True, batch_size=2)).extract(SAMPLE_B)
+    np.testing.assert_allclose(fast["r21d"], plain["r21d"], atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(fast["timestamps_ms"], plain["timestamps_ms"])

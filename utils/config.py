@@ -29,6 +29,7 @@ OPTIONS = {
     "device": "auto (cuda if present, else cpu) | cpu | cuda | cuda:N",
     "precision": "fp32 | bf16 | fp16 (the last two on CUDA only)",
     "batch_size": "windows per forward pass (windows of consecutive videos share batches)",
+    "compile": "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s",
     "on_extraction": "print | save_numpy | save_pickle",
     "output_path": "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl",
     "tmp_path": "where fps_method=reencode writes its re-encoded copies",
@@ -111,7 +112,7 @@ def check_config(cfg: DictConfig) -> None:
     _choice(cfg, "fps_method", ("filter", "reencode"))
     _choice(cfg, "on_extraction", ON_EXTRACTION)
     _choice(cfg, "precision", ("fp32", "bf16", "fp16"))
-    for key in ("keep_tmp_files", "show_pred", "pretrained"):
+    for key in ("keep_tmp_files", "show_pred", "pretrained", "compile"):
         _bool(cfg, key)
     if cfg.weights_path is not None and not cfg.pretrained:
         raise ConfigError("weights_path and pretrained=false contradict each other; give one of them")

@@ -18,6 +18,7 @@ STD = (0.22803, 0.22145, 0.216989)
 
 class ExtractR21D(BaseExtractor):
     feature_type = "r21d"
+    channels_last = True
     models = {
         spec.name: spec
         for spec in (
