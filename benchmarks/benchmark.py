@@ -2,7 +2,8 @@
 
     python benchmarks/benchmark.py                              # every feature type, on CPU
     python benchmarks/benchmark.py --feature-types r21d --device cuda --batch-size 16 --precision bf16
-    python benchmarks/benchmark.py --feature-types r21d --compare "python other_tool.py {video}"
+    python benchmarks/benchmark.py --feature-types r21d --compare "cd ../other && python tool.py {video} {output}" \
+        --compare-video sample/a.mp4 --compare-features "{output}/a_r21d.npy" --weights-path r2plus1d_18.pth
 
 It generates its own test videos with the ffmpeg program (720p, 30 fps, 1 and 10 minutes; cached
 in benchmarks/videos/) and runs on random weights (pretrained=false), so it needs no download.
@@ -15,6 +16,13 @@ Columns:
   ``--memory-step-factor K`` multiplies step_size for those two runs only: every frame is still
   decoded, but the network sees 1/K of the windows, which keeps a CPU run short.
 Every measurement runs in a fresh process, one after the other.
+
+``--compare CMD`` (instead of the table) runs another tool (a shell command; ``{video}`` and ``{output}`` are replaced by
+the video and an empty output folder) and our command line on ``--compare-video``, and prints both
+tools' wall time, windows/s and peak RSS. With ``--compare-features`` (the other tool's .npy, under
+``{output}``) it also prints the largest difference between the two tools' features; give both the
+same weights with ``--weights-path`` (ours) and the other tool's own weight lookup (e.g. the file
+copied into the torch hub cache).
 """
 import argparse
 import json
@@ -24,6 +32,7 @@ import resource
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,12 +59,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def weights_options(args) -> dict:
+    return {"weights_path": args.weights_path, "pretrained": True} if args.weights_path else {"pretrained": False}
+
+
 def build(args, **overrides):
     from models import build_extractor
     from utils.config import load_config
 
-    options = {"feature_type": args.feature_type, "pretrained": False, "device": args.device,
-               "batch_size": args.batch_size, "precision": args.precision, **overrides}
+    options = {"feature_type": args.feature_type, "device": args.device, "batch_size": args.batch_size,
+               "precision": args.precision, **weights_options(args), **overrides}
     if args.model_name:
         options["model_name"] = args.model_name
     return build_extractor(load_config(options))
@@ -106,6 +119,8 @@ def run_child(args, mode: str, **extra) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--child", mode, "--feature-type", args.feature_type,
             "--device", args.device, "--batch-size", str(args.batch_size), "--precision", args.precision,
             "--model-rounds", str(args.model_rounds), "--min-seconds", str(args.min_seconds)]
+    if args.weights_path:
+        argv += ["--weights-path", args.weights_path]
     if args.model_name:
         argv += ["--model-name", args.model_name]
     for key, value in extra.items():
@@ -116,15 +131,52 @@ def run_child(args, mode: str, **extra) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_command(template: str, video: str) -> dict:
-    """Times a command and takes its peak RSS (through a fresh wrapper, so only its own children count)."""
+def run_command(command: str) -> dict:
+    """Wall time and peak RSS of a shell command (through a fresh wrapper, so only its own children count)."""
     wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-               "code = subprocess.run(sys.argv[1:]).returncode; "
+               "code = subprocess.run(sys.argv[1], shell=True, stdout=subprocess.DEVNULL).returncode; "
                "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, code)")
-    command = shlex.split(template.format(video=shlex.quote(video)))
-    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", wrapper, command], capture_output=True, text=True)
     seconds, rss, code = done.stdout.strip().splitlines()[-1].split()
     return {"seconds": float(seconds), "peak_rss_mb": float(rss), "exit": int(code)}
+
+
+def compare_tools(args) -> list[str]:
+    """Our command line and another tool on one video: time, windows/s, peak RSS, feature difference."""
+    import numpy as np
+
+    from models import extractor_class
+
+    video = os.path.abspath(args.compare_video)
+    model = args.model_name or next(iter(extractor_class(args.feature_type).models))
+    stem = os.path.splitext(os.path.basename(video))[0]
+    rows, features = [], {}
+    with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
+        weights = " ".join(f"{key}={value}" for key, value in weights_options(args).items())
+        ours = (f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, 'main.py'))} "
+                f"feature_type={args.feature_type} model_name={model} device={args.device} {weights} "
+                f"batch_size={args.batch_size} 'video_paths=[{video}]' on_extraction=save_numpy "
+                f"output_path={shlex.quote(ours_dir)}")
+        theirs = args.compare.format(video=shlex.quote(video), output=shlex.quote(theirs_dir))
+        ours_file = os.path.join(ours_dir, args.feature_type, model, f"{stem}_{args.feature_type}.npy")
+        theirs_file = args.compare_features.format(output=theirs_dir) if args.compare_features else None
+        for name, command, output in (("this tool", ours, ours_file), ("other tool", theirs, theirs_file)):
+            result = run_command(command)
+            if output and os.path.exists(output):
+                features[name] = np.load(output)
+            windows = len(features[name]) if name in features else None
+            rate = f"{windows / result['seconds']:.2f}" if windows else "?"
+            rows.append(f"| {name} | {result['exit']} | {result['seconds']:.1f} | {windows or '?'} | {rate} "
+                        f"| {result['peak_rss_mb']:.0f} |")
+    lines = [f"Same video ({args.compare_video}), whole commands, start-up included. Other tool: `{args.compare}`",
+             "", "| tool | exit code | seconds | windows | windows/s | peak RSS MB |", "|---|---|---|---|---|---|", *rows]
+    if len(features) == 2:
+        a, b = features["this tool"], features["other tool"]
+        if a.shape == b.shape:
+            lines += ["", f"Largest feature difference: {np.abs(a - b).max():.2e} (shape {a.shape})"]
+        else:
+            lines += ["", f"Feature shapes differ: {a.shape} against {b.shape}"]
+    return lines
 
 
 def machine() -> str:
@@ -151,7 +203,10 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=20, help="time the model for at least this long")
     parser.add_argument("--memory-step-factor", type=int, default=1)
     parser.add_argument("--lengths", nargs=2, type=int, default=[60, 600], metavar=("SHORT", "LONG"))
-    parser.add_argument("--compare", help="also time this command on the short video ({video} is its path)")
+    parser.add_argument("--weights-path", help="a checkpoint for our extractor instead of random weights")
+    parser.add_argument("--compare", help="another tool's shell command; {video} and {output} are replaced")
+    parser.add_argument("--compare-video", help="the video for --compare (default: the short video)")
+    parser.add_argument("--compare-features", help="the other tool's feature .npy, under {output}")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--feature-type", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
@@ -161,6 +216,13 @@ def main() -> None:
     if args.child:
         result = {"model": child_model_only, "decode": child_decode, "e2e": child_end_to_end}[args.child](args)
         print(json.dumps(result))
+        return
+
+    if args.compare:
+        args.feature_type = args.feature_types[0]
+        args.compare_video = args.compare_video or make_video(args.lengths[0])
+        print(f"Machine: {machine()}; device {args.device}\n")
+        print("\n".join(compare_tools(args)))
         return
 
     short, long = (make_video(seconds) for seconds in args.lengths)
@@ -191,10 +253,6 @@ def main() -> None:
           "e2e / model | peak RSS short MB | peak RSS long MB | long / short |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    if args.compare:
-        other = run_command(args.compare, short)
-        print(f"\n`{args.compare}` on the {args.lengths[0]} s video: {other['seconds']:.1f} s, "
-              f"peak RSS {other['peak_rss_mb']:.0f} MB, exit code {other['exit']}")
 
 
 if __name__ == "__main__":
