@@ -8,6 +8,7 @@ from utils.config import ConfigError
 # feature_type -> "module:class", imported only when used
 EXTRACTORS = {
     "r21d": "models.r21d.extractor:ExtractR21D",
+    "slowfast": "models.slowfast.extractor:ExtractSlowFast",
 }
 
 
