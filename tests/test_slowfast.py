@@ -95,17 +95,22 @@ def test_r101_equals_pytorchvideo_from_a_bare_state_dict(tmp_path):
     torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
 
 
-def test_16x8_r101_50_50_has_pytorchvideo_layout():
-    theirs = hub.slowfast_16x8_r101_50_50(pretrained=False)
-    ours = build_network("slowfast_16x8_r101_50_50")
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    theirs.load_state_dict(ours.state_dict(), strict=True)
+def test_16x8_r101_50_50_equals_pytorchvideo():
+    reference, captured = pytorchvideo_reference(hub.slowfast_16x8_r101_50_50, seed=3)
+    ours = build_network("slowfast_16x8_r101_50_50").eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    hub.slowfast_16x8_r101_50_50(pretrained=False).load_state_dict(ours.state_dict(), strict=True)
     state = ours.state_dict()
     assert sum(p.numel() for p in ours.parameters()) == 53_774_808
     # temporal conv_a only in the first 6 of res4's 23 blocks, in both pathways
     assert state["blocks.3.multipathway_blocks.0.res_blocks.5.branch2.conv_a.weight"].shape[2] == 3
     assert state["blocks.3.multipathway_blocks.1.res_blocks.6.branch2.conv_a.weight"].shape[2] == 1
     assert [pool.kernel_size for pool in ours.blocks[5].pool] == [(16, 7, 7), (64, 7, 7)]
+    clips = torch.randn(1, 3, 64, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        features, logits = ours(clips)
+    torch.testing.assert_close(logits, run_reference(reference, clips), atol=1e-5, rtol=0)
+    torch.testing.assert_close(features, captured["pooled"].flatten(1), atol=1e-5, rtol=0)
 
 
 def test_r50_layout():
