@@ -9,6 +9,7 @@ from utils.config import ConfigError
 EXTRACTORS = {
     "r21d": "models.r21d.extractor:ExtractR21D",
     "slowfast": "models.slowfast.extractor:ExtractSlowFast",
+    "timesformer": "models.timesformer.extractor:ExtractTimeSformer",
 }
 
 

@@ -7,6 +7,7 @@ random weights: that happens only when the user sets ``pretrained=false``.
 """
 import os
 import urllib.error
+import urllib.parse
 import warnings
 from typing import Optional
 
@@ -20,7 +21,8 @@ class WeightsError(Exception):
 
 
 def hub_cache_path(url: str) -> str:
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    # the URL's path only: a query such as Dropbox's ?dl=1 is not part of the file name
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urllib.parse.urlparse(url).path))
 
 
 def _download(url: str, destination: str, sha256_prefix: Optional[str]) -> None:
