@@ -165,6 +165,8 @@ class PathwayPooling(nn.Module):
 
 
 class Head(nn.Module):
+    """Holds the Kinetics classifier ``proj``; SlowFast.forward applies it to the features."""
+
     def __init__(self, in_features: int):
         super().__init__()
         self.proj = nn.Linear(in_features, NUM_CLASSES)
@@ -179,8 +181,8 @@ class SlowFast(nn.Module):
         self.num_frames = config.num_frames
         blocks = [
             TwoPathwayBlock(
-                Stem(STEM_CHANNELS, 1),
-                Stem(STEM_CHANNELS // BETA, 5),
+                Stem(STEM_CHANNELS, temporal_kernel=1),
+                Stem(STEM_CHANNELS // BETA, temporal_kernel=5),
                 FastToSlowFusion(STEM_CHANNELS // BETA, config.fusion_kernel),
             )
         ]
