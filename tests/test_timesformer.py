@@ -146,6 +146,8 @@ def test_16_frames_on_8_frame_weights_repeat_each_time_embedding_twice():
     expected_features, expected_logits = hf_features_and_logits(reference, clips)
     torch.testing.assert_close(features, expected_features, atol=1e-5, rtol=0)
     torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
+    # the HF model built for 8 frames runs on 16 without an error, but not as the official code does
+    assert (hf_features_and_logits(hf, clips)[0] - features).abs().max() > 1e-4
 
 
 def test_a_larger_crop_resizes_the_position_grid_nearest():
