@@ -66,7 +66,8 @@ def e2e_output(tmp_path_factory):
 @pytest.fixture(scope="module")
 def official_extractor(official_file, e2e_output) -> ExtractTimeSformer:
     cfg = make_config(
-        feature_type="timesformer", weights_path=official_file, pretrained=True, stack_size=64, step_size=64, batch_size=2,
+        feature_type="timesformer", weights_path=official_file, pretrained=True,
+        stack_size=64, step_size=64, batch_size=2,
         show_pred=True, on_extraction="save_numpy", output_path=str(e2e_output),
     )
     return ExtractTimeSformer(cfg)
@@ -103,7 +104,8 @@ def test_an_hf_checkpoint_equals_transformers_at_8_frames_224_and_switches_norma
 
 
 def test_a_checkpoint_of_another_head_is_refused(official_file):
-    with pytest.raises(WeightsError, match=r"does not fit this model: 2 wrong shape keys \(e\.g\. head\.weight, head\.bias\)"):
+    refusal = r"does not fit this model: 2 wrong shape keys \(e\.g\. head\.weight, head\.bias\)"
+    with pytest.raises(WeightsError, match=refusal):
         ExtractTimeSformer(
             make_config(model_name="timesformer_divst_8x32_224_k600", weights_path=official_file, pretrained=True)
         )
@@ -111,7 +113,8 @@ def test_a_checkpoint_of_another_head_is_refused(official_file):
 
 # ---- small random configs: the official interpolation at another T and another crop ---------------
 def small_pair(frames: int, size: int, seed: int):
-    hf = randomize(TimesformerForVideoClassification(TimesformerConfig(num_frames=frames, image_size=size, num_labels=7, **SMALL)), seed)
+    config = TimesformerConfig(num_frames=frames, image_size=size, num_labels=7, **SMALL)
+    hf = randomize(TimesformerForVideoClassification(config), seed)
     ours = TimeSformer(num_classes=7, img_size=size, num_frames=frames, dim=64, depth=2, heads=4).eval()
     load_strict(ours, from_hf_layout(hf.state_dict()), "small HF model")
     return hf.eval(), ours
@@ -156,9 +159,8 @@ def test_a_larger_crop_resizes_the_position_grid_nearest():
     grid = pos[0, 1:].reshape(4, 4, -1)
     rows = [0, 0, 1, 2, 2, 3]  # nearest from 4 to 6: floor(i * 4 / 6)
     resized = grid[rows][:, rows].reshape(1, 36, -1)
-    reference = hf_built_for(
-        hf, {"timesformer.embeddings.position_embeddings": torch.cat([pos[:, :1], resized], 1)}, num_frames=4, image_size=96
-    )
+    replaced = {"timesformer.embeddings.position_embeddings": torch.cat([pos[:, :1], resized], 1)}
+    reference = hf_built_for(hf, replaced, num_frames=4, image_size=96)
     clips = clip(4, 96, seed=2)
     with torch.inference_mode():
         features, logits = ours(clips)
@@ -205,13 +207,14 @@ def test_k600_class_names():
 def test_preprocessing_is_short_side_resize_and_the_ceil_centre_crop(official_extractor):
     frames = torch.randint(0, 256, (2, 270, 479, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     # short side 270 -> 224, long side floor(479 / 270 * 224) = 397; margin 173, offset ceil(86.5) = 87
-    resized = F.interpolate(frames.permute(0, 3, 1, 2).float() / 255, size=(224, 397), mode="bilinear", align_corners=False)
+    floats = frames.permute(0, 3, 1, 2).float() / 255
+    resized = F.interpolate(floats, size=(224, 397), mode="bilinear", align_corners=False)
     expected = (resized[:, :, :, 87 : 87 + 224] - 0.45) / 0.225
     torch.testing.assert_close(official_extractor.preprocess(frames), expected, atol=1e-5, rtol=0)
 
 
 def test_a_window_shorter_than_the_network_frames_is_refused_at_start_up(capsys):
-    code = main(["feature_type=timesformer", "stack_size=4", f"video_paths=[{SAMPLE_B}]", "device=cpu", "pretrained=false"])
+    code = main(["feature_type=timesformer", "stack_size=4", f"video_paths=[{SAMPLE_B}]", "pretrained=false"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.splitlines() == [
@@ -232,7 +235,8 @@ def test_extracts_a_sample_with_predictions(official_extractor, e2e_output, caps
     assert features.shape == (windows, 768) and features.dtype == np.float32
     assert np.isfinite(features).all()
     starts = np.arange(windows) * 64 / fps * 1000
-    np.testing.assert_allclose(np.load(folder / "b_timestamps_ms.npy"), np.stack([starts, starts + 64 / fps * 1000], 1), atol=0.05)
+    expected_times = np.stack([starts, starts + 64 / fps * 1000], 1)
+    np.testing.assert_allclose(np.load(folder / "b_timestamps_ms.npy"), expected_times, atol=0.05)
     printed = capsys.readouterr().out
     lines = printed.split("top-5 classes per window\n", 1)[1].splitlines()[:windows]
     classes = set(kinetics400())

@@ -63,7 +63,8 @@ class Block(nn.Module):
         cls_per_frame = cls.expand(batch, frames, dim).reshape(batch * frames, 1, dim)
         spatial = self.attn(self.norm1(torch.cat([cls_per_frame, per_frame], dim=1)))
         cls_update = spatial[:, 0].reshape(batch, frames, dim).mean(dim=1, keepdim=True)  # averaged over frames
-        patch_update = spatial[:, 1:].reshape(batch, frames, space, dim).transpose(1, 2).reshape(batch, space * frames, dim)
+        patch_update = spatial[:, 1:].reshape(batch, frames, space, dim).transpose(1, 2)
+        patch_update = patch_update.reshape(batch, space * frames, dim)
         x = torch.cat([cls, patches], dim=1) + torch.cat([cls_update, patch_update], dim=1)
         return x + self.mlp(self.norm2(x))
 
