@@ -3,12 +3,12 @@
 A model file subclasses ``BaseExtractor`` and supplies only its network, its weights and its
 preprocessing (the hooks at the top of the class). Everything else lives here:
 
-- a background thread decodes videos one after the other (``utils.video``) and hands frames to
-  the main thread through a bounded queue, so decoding overlaps the network and memory stays
-  flat whatever a video's length;
-- the main thread preprocesses frames on the target device, cuts windows (``utils.windows``) and
-  runs the network on batches of ``batch_size`` windows; a batch may hold windows of consecutive
-  videos, so many short videos still fill batches;
+- a background thread decodes videos one after the other (``utils.video``), preprocesses the
+  frames on the target device and hands them to the main thread through a bounded queue, so
+  decoding and preprocessing overlap the network and memory stays flat whatever a video's length;
+- the main thread cuts windows (``utils.windows``) and runs the network on batches of
+  ``batch_size`` windows; a batch may hold windows of consecutive videos, so many short videos
+  still fill batches;
 - a video's outputs are assembled once its last window is through the network. A failure is
   reported for that video alone and the others go on.
 """
@@ -28,12 +28,12 @@ from tqdm import tqdm
 
 from utils.config import ConfigError, load_config, resolve_device
 from utils.output import SAVERS, OutputStore, describe_outputs, describe_predictions, output_names
-from utils.video import VideoError, VideoReader, reencode_to_fps
+from utils.video import Frame, VideoError, VideoReader, reencode_to_fps
 from utils.weights import load_state_file, load_strict, resolve_checkpoint
 from utils.windows import Window, WindowAssembler, WindowPlan
 
-FRAMES_PER_MESSAGE = 8  # decoded images per queue message
-QUEUED_MESSAGES = 3  # the bound on decoded images in flight: 8 x 3 (about 66 MB of 720p frames)
+FRAMES_PER_MESSAGE = 8  # preprocessed frames per queue message
+QUEUED_MESSAGES = 3  # the bound on frames in flight: 8 x 3 preprocessed frames
 LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
 
 
@@ -271,13 +271,43 @@ class BaseExtractor:
                     frames.append(frame)
                     images += frame.image is not None
                     if images == FRAMES_PER_MESSAGE:
-                        send("frames", job, path, frames)
+                        send("frames", job, path, self._preprocessed(frames))
                         frames, images = [], 0
-                send("frames", job, path, frames)
+                send("frames", job, path, self._preprocessed(frames))
                 send("end", job, path)
         finally:
             if reencoded and not self.cfg.keep_tmp_files:
                 os.remove(reencoded)
+
+    def _preprocessed(self, frames: list[Frame]) -> list[tuple[int, float, Optional[torch.Tensor]]]:
+        """(index, time, network input or None) of each frame; the input is computed on the device.
+
+        It runs here rather than on the main thread so that the large decoded images are
+        allocated and freed by one thread: handing them to another made glibc's heap grow with
+        the video's length (benchmarks/: +80 % peak RSS over a 10-minute video).
+        """
+        images = [frame.image for frame in frames if frame.image is not None]
+        try:
+            with torch.inference_mode():
+                tensors = iter(self._preprocess_images(images))
+        except Exception as error:  # e.g. a frame size the preprocessing cannot take
+            raise VideoError(f"preprocessing failed: {type(error).__name__}: {error}") from error
+        return [(f.index, f.time, None if f.image is None else next(tensors)) for f in frames]
+
+    def _preprocess_images(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """Preprocesses decoded RGB images on the device, grouping images of the same size."""
+        out = []
+        start = 0
+        while start < len(images):
+            end = start + 1
+            while end < len(images) and images[end].shape == images[start].shape:
+                end += 1
+            frames = torch.from_numpy(np.stack(images[start:end]))
+            if self.device.type == "cuda":
+                frames = frames.pin_memory().to(self.device, non_blocking=True)
+            out.extend(self.preprocess(frames).unbind(0))
+            start = end
+        return out
 
     # ---- the main thread -------------------------------------------------------------------
     def _consume(self, messages: queue.Queue, progress: bool) -> Iterator[VideoResult]:
@@ -313,12 +343,7 @@ class BaseExtractor:
                     bar = tqdm(total=expected, desc=os.path.basename(path), unit="window", leave=False)
                 videos[job] = _Video(path, fps, WindowAssembler(self.plan, 1.0 / fps), bar)
             elif kind == "frames":
-                video = videos[job]
-                try:
-                    batch += [(video, w) for w in self._windows_from(video, args[0])]
-                except Exception as error:  # e.g. a frame the preprocessing cannot take
-                    yield fail(job, path, f"preprocessing failed: {type(error).__name__}: {error}")
-                    continue
+                batch += [(videos[job], w) for w in self._windows_from(videos[job], args[0])]
             elif kind == "end":
                 video = videos[job]
                 video.decoded = True
@@ -338,32 +363,15 @@ class BaseExtractor:
             self._run_batch(batch)
         yield from self._finished(videos)
 
-    def _windows_from(self, video: _Video, frames) -> list[Window]:
-        images = [f.image for f in frames if f.image is not None]
-        tensors = iter(self._preprocess_images(images)) if images else iter(())
+    def _windows_from(self, video: _Video, frames: list[tuple[int, float, Optional[torch.Tensor]]]) -> list[Window]:
         windows = []
-        for frame in frames:
-            window = video.assembler.add(frame.index, frame.time, next(tensors) if frame.image is not None else None)
-            video.frame_count = frame.index + 1
+        for index, time, tensor in frames:
+            window = video.assembler.add(index, time, tensor)
+            video.frame_count = index + 1
             if window is not None:
                 video.windows_in_batch += 1
                 windows.append(window)
         return windows
-
-    def _preprocess_images(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Preprocesses decoded RGB images on the device, grouping images of the same size."""
-        out = []
-        start = 0
-        while start < len(images):
-            end = start + 1
-            while end < len(images) and images[end].shape == images[start].shape:
-                end += 1
-            frames = torch.from_numpy(np.stack(images[start:end]))
-            if self.device.type == "cuda":
-                frames = frames.pin_memory().to(self.device, non_blocking=True)
-            out.extend(self.preprocess(frames).unbind(0))
-            start = end
-        return out
 
     def _run_batch(self, batch: list[tuple[_Video, Window]]) -> None:
         clips = torch.stack([window.frames for _, window in batch])

@@ -258,3 +258,16 @@ def test_the_fast_path_gives_the_plain_path_features(r21d_checkpoint):
     fast = ExtractR21D(make_config(**options, compile=True, batch_size=2)).extract(SAMPLE_B)
     np.testing.assert_allclose(fast["r21d"], plain["r21d"], atol=1e-5, rtol=0)
     np.testing.assert_array_equal(fast["timestamps_ms"], plain["timestamps_ms"])
+
+
+def test_a_preprocessing_failure_fails_that_video_alone(r21d_checkpoint):
+    class NoSmallFrames(ExtractR21D):
+        def preprocess(self, frames):
+            if frames.shape[2] < 1000:
+                raise ValueError("frames narrower than 1000 pixels")
+            return super().preprocess(frames)
+
+    extractor = NoSmallFrames(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    b, a = extractor.extract_many([SAMPLE_B, SAMPLE_A])  # b is 480 wide, a 1280
+    assert b.error == "preprocessing failed: ValueError: frames narrower than 1000 pixels" and b.outputs is None
+    assert a.error is None and a.outputs["r21d"].shape == (FRAME_COUNTS[SAMPLE_A] // 16, 512)
