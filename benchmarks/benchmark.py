@@ -15,10 +15,13 @@ Columns:
 - peak RSS of a fresh process extracting the 1- and the 10-minute video with the same settings.
   ``--memory-step-factor K`` multiplies step_size for those two runs only: every frame is still
   decoded, but the network sees 1/K of the windows, which keeps a CPU run short.
-Every measurement runs in a fresh process, one after the other.
+Every measurement runs in a fresh process, one after the other. Model-only and end-to-end are
+measured in ``--rounds`` interleaved rounds (a VM's speed drifts by 30 % over minutes); the table
+shows their medians and the median of the per-round ratios.
 
-``--compare CMD`` (instead of the table) runs another tool (a shell command; ``{video}`` and ``{output}`` are replaced by
-the video and an empty output folder) and our command line on ``--compare-video``, and prints both
+``--compare CMD`` (instead of the table) runs another tool (a shell command; ``{video}`` and
+``{output}`` are replaced by the video and an empty output folder) and our command line on
+``--compare-video``, and prints both
 tools' wall time, windows/s and peak RSS. With ``--compare-features`` (the other tool's .npy, under
 ``{output}``) it also prints the largest difference between the two tools' features; give both the
 same weights with ``--weights-path`` (ours) and the other tool's own weight lookup (e.g. the file
@@ -30,6 +33,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -200,7 +204,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--model-rounds", type=int, default=5, help="forward passes timed, at least")
-    parser.add_argument("--min-seconds", type=float, default=20, help="time the model for at least this long")
+    parser.add_argument("--min-seconds", type=float, default=15, help="time the model for at least this long")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of model-only and end-to-end")
     parser.add_argument("--memory-step-factor", type=int, default=1)
     parser.add_argument("--lengths", nargs=2, type=int, default=[60, 600], metavar=("SHORT", "LONG"))
     parser.add_argument("--weights-path", help="a checkpoint for our extractor instead of random weights")
@@ -232,22 +237,26 @@ def main() -> None:
         from models import extractor_class
 
         spec = extractor_class(feature_type).models[args.model_name or next(iter(extractor_class(feature_type).models))]
-        model = run_child(args, "model")
+        models, e2es = [], []
+        for _ in range(args.rounds):
+            models.append(run_child(args, "model")["windows_per_s"])
+            e2es.append(run_child(args, "e2e", video=short)["windows_per_s"])
+        ratio = statistics.median(e / m for e, m in zip(e2es, models))
         decode = run_child(args, "decode", video=short)
-        e2e = run_child(args, "e2e", video=short)
         memory_step = spec.step_size * args.memory_step_factor
         rss_short = run_child(args, "e2e", video=short, step_size=memory_step)["peak_rss_mb"]
         rss_long = run_child(args, "e2e", video=long, step_size=memory_step)["peak_rss_mb"]
         rows.append(
-            f"| {feature_type} | {spec.name} | {args.batch_size} | {model['windows_per_s']:.2f} "
-            f"| {decode['windows_per_s']:.1f} | {e2e['windows_per_s']:.2f} "
-            f"| {e2e['windows_per_s'] / model['windows_per_s']:.2f} | {rss_short:.0f} | {rss_long:.0f} "
+            f"| {feature_type} | {spec.name} | {args.batch_size} | {statistics.median(models):.2f} "
+            f"| {decode['windows_per_s']:.1f} | {statistics.median(e2es):.2f} "
+            f"| {ratio:.2f} | {rss_short:.0f} | {rss_long:.0f} "
             f"| {rss_long / rss_short:.2f} |"
         )
         print(rows[-1], file=sys.stderr, flush=True)
 
     print(f"Machine: {machine()}; device {args.device}, precision {args.precision}, "
-          f"videos 1280x720 30 fps ({args.lengths[0]} s and {args.lengths[1]} s), memory step x{args.memory_step_factor}")
+          f"videos 1280x720 30 fps ({args.lengths[0]} s and {args.lengths[1]} s), memory step x{args.memory_step_factor}, "
+          f"medians of {args.rounds} rounds")
     print()
     print("| feature_type | model | batch | model-only win/s | decode ceiling win/s | end-to-end win/s | "
           "e2e / model | peak RSS short MB | peak RSS long MB | long / short |")
