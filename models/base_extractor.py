@@ -295,18 +295,14 @@ class BaseExtractor:
         return [(f.index, f.time, None if f.image is None else next(tensors)) for f in frames]
 
     def _preprocess_images(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Preprocesses decoded RGB images on the device, grouping images of the same size."""
+        """Preprocesses decoded RGB images on the device, one at a time: stacking them first would
+        add a large short-lived buffer per message, which also fragments the heap."""
         out = []
-        start = 0
-        while start < len(images):
-            end = start + 1
-            while end < len(images) and images[end].shape == images[start].shape:
-                end += 1
-            frames = torch.from_numpy(np.stack(images[start:end]))
+        for image in images:
+            frame = torch.from_numpy(image)[None]
             if self.device.type == "cuda":
-                frames = frames.pin_memory().to(self.device, non_blocking=True)
-            out.extend(self.preprocess(frames).unbind(0))
-            start = end
+                frame = frame.pin_memory().to(self.device, non_blocking=True)
+            out.append(self.preprocess(frame)[0])
         return out
 
     # ---- the main thread -------------------------------------------------------------------
