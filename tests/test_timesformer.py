@@ -29,6 +29,16 @@ def hf_features_and_logits(hf: TimesformerForVideoClassification, clips: torch.T
         return features, hf.classifier(features)
 
 
+def assert_same_outputs(ours, hf: TimesformerForVideoClassification, clips: torch.Tensor) -> torch.Tensor:
+    """Our features and logits equal HF's within 1e-5; returns our features."""
+    with torch.inference_mode():
+        features, logits = ours(clips)
+    expected_features, expected_logits = hf_features_and_logits(hf, clips)
+    torch.testing.assert_close(features, expected_features, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
+    return features
+
+
 def clip(frames: int, size: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 3, frames, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -129,12 +139,7 @@ def hf_built_for(hf: TimesformerForVideoClassification, replaced: dict, **config
 
 def test_small_config_equals_transformers_at_its_own_size():
     hf, ours = small_pair(frames=4, size=64, seed=5)
-    clips = clip(4, 64, batch=2)
-    with torch.inference_mode():
-        features, logits = ours(clips)
-    expected_features, expected_logits = hf_features_and_logits(hf, clips)
-    torch.testing.assert_close(features, expected_features, atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
+    assert_same_outputs(ours, hf, clip(4, 64, batch=2))
 
 
 def test_16_frames_on_8_frame_weights_repeat_each_time_embedding_twice():
@@ -143,12 +148,8 @@ def test_16_frames_on_8_frame_weights_repeat_each_time_embedding_twice():
     nearest = time_embed[:, [t // 2 for t in range(16)]]  # nearest from 8 to 16: 0 0 1 1 2 2 ...
     reference = hf_built_for(hf, {"timesformer.embeddings.time_embeddings": nearest}, num_frames=16, image_size=64)
     clips = clip(16, 64, batch=2, seed=1)
-    with torch.inference_mode():
-        features, logits = ours(clips)
-    assert features.shape == (2, 64) and logits.shape == (2, 7)
-    expected_features, expected_logits = hf_features_and_logits(reference, clips)
-    torch.testing.assert_close(features, expected_features, atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
+    features = assert_same_outputs(ours, reference, clips)
+    assert features.shape == (2, 64)
     # the HF model built for 8 frames runs on 16 without an error, but not as the official code does
     assert (hf_features_and_logits(hf, clips)[0] - features).abs().max() > 1e-4
 
@@ -161,12 +162,7 @@ def test_a_larger_crop_resizes_the_position_grid_nearest():
     resized = grid[rows][:, rows].reshape(1, 36, -1)
     replaced = {"timesformer.embeddings.position_embeddings": torch.cat([pos[:, :1], resized], 1)}
     reference = hf_built_for(hf, replaced, num_frames=4, image_size=96)
-    clips = clip(4, 96, seed=2)
-    with torch.inference_mode():
-        features, logits = ours(clips)
-    expected_features, expected_logits = hf_features_and_logits(reference, clips)
-    torch.testing.assert_close(features, expected_features, atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
+    assert_same_outputs(ours, reference, clip(4, 96, seed=2))
 
 
 # ---- windows and preprocessing -------------------------------------------------------------------
