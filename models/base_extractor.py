@@ -282,55 +282,41 @@ class BaseExtractor:
     def _preprocessed(self, frames: list[Frame]) -> list[tuple[int, float, Optional[torch.Tensor]]]:
         """(index, time, network input or None) of each frame; the input is computed on the device.
 
-        It runs here rather than on the main thread so that the large decoded images are
-        allocated and freed by one thread: handing them to another made glibc's heap grow with
-        the video's length (benchmarks/: +80 % peak RSS over a 10-minute video).
+        It runs here rather than on the main thread, one image at a time, so that each large
+        decoded image is allocated and freed by one thread with no stacked copy: handing them to
+        another thread made glibc's heap grow with the video's length (benchmarks/: +80 % peak
+        RSS over a 10-minute video).
         """
-        images = [frame.image for frame in frames if frame.image is not None]
         try:
             with torch.inference_mode():
-                tensors = iter(self._preprocess_images(images))
+                return [(f.index, f.time, None if f.image is None else self._network_input(f.image)) for f in frames]
         except Exception as error:  # e.g. a frame size the preprocessing cannot take
             raise VideoError(f"preprocessing failed: {type(error).__name__}: {error}") from error
-        return [(f.index, f.time, None if f.image is None else next(tensors)) for f in frames]
 
-    def _preprocess_images(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Preprocesses decoded RGB images on the device, one at a time: stacking them first would
-        add a large short-lived buffer per message, which also fragments the heap."""
-        out = []
-        for image in images:
-            frame = torch.from_numpy(image)[None]
-            if self.device.type == "cuda":
-                frame = frame.pin_memory().to(self.device, non_blocking=True)
-            out.append(self.preprocess(frame)[0])
-        return out
+    def _network_input(self, image: np.ndarray) -> torch.Tensor:
+        """One decoded (H, W, 3) RGB image -> the model's preprocessed (C, h, w) tensor on the device."""
+        frame = torch.from_numpy(image)[None]
+        if self.device.type == "cuda":
+            frame = frame.pin_memory().to(self.device, non_blocking=True)
+        return self.preprocess(frame)[0]
 
     # ---- the main thread -------------------------------------------------------------------
     def _consume(self, messages: queue.Queue, progress: bool) -> Iterator[VideoResult]:
         videos: dict[int, _Video] = {}  # in flight, in input order
-        dropped: set[int] = set()  # failed here while the decoder still sends their frames
         batch: list[tuple[_Video, Window]] = []
-
-        def fail(job: int, path: str, message: str) -> VideoResult:
-            nonlocal batch
-            video = videos.pop(job, None)
-            if video is not None:
-                batch = [(v, w) for v, w in batch if v is not video]
-                if video.progress is not None:
-                    video.progress.close()
-            dropped.add(job)
-            return VideoResult(path, error=message)
-
         while True:
             kind, job, path, *args = messages.get()
             if kind == "finished":
                 break
-            if job in dropped:
-                continue
             if kind == "skipped":
                 yield VideoResult(path, skipped=True)
-            elif kind == "failed":
-                yield fail(job, path, args[0])
+            elif kind == "failed":  # the decoder's last message for this video
+                video = videos.pop(job, None)
+                if video is not None:
+                    batch = [(v, w) for v, w in batch if v is not video]
+                    if video.progress is not None:
+                        video.progress.close()
+                yield VideoResult(path, error=args[0])
             elif kind == "start":
                 fps, estimated_frames = args
                 expected = self.plan.count(estimated_frames) if estimated_frames else None
