@@ -9,6 +9,7 @@ reference order of operations to float rounding (tests/test_transforms.py checks
 """
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -27,6 +28,17 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     if width < height:
         return int(math.floor(height / width * size)), size
     return size, int(math.floor(width / height * size))
+
+
+def short_side_center_crop(height: int, width: int, size: int, crop: int, round_offset: Callable[[float], int]) -> ResizeCrop:
+    """Short side scaled to ``size`` (long side floored), then the centre ``crop`` square.
+
+    ``round_offset`` turns the half-margin into the crop's corner: the references differ there
+    (torchvision's centre crop uses Python's round, PySlowFast's ``uniform_crop`` ceil).
+    """
+    resized = short_side_size(height, width, size)
+    top_left = tuple(int(round_offset((side - crop) / 2)) for side in resized)
+    return ResizeCrop(resize_hw=resized, top_left=top_left, crop_hw=(crop, crop))
 
 
 def _bilinear_taps(in_size: int, out_size: int, start: int, length: int, device):

@@ -13,7 +13,7 @@ from models.base_extractor import BaseExtractor, ModelSpec
 from models.slowfast.network import ALPHA, CONFIGS, build_network
 from utils.config import ConfigError
 from utils.labels import kinetics400
-from utils.transforms import ResizeCrop, resize_crop_normalize, short_side_size
+from utils.transforms import ResizeCrop, resize_crop_normalize, short_side_center_crop
 from utils.weights import load_state_file, load_strict
 
 MODEL_ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
@@ -31,9 +31,7 @@ def center_crop_geometry(height: int, width: int) -> ResizeCrop:
     Python's round, so a half goes to the even neighbour. pytorchvideo's own uniform_crop uses
     ceil instead; the two differ when the margin is 4k + 1 pixels (e.g. 201: 100 vs 101).
     """
-    resized = short_side_size(height, width, SIDE)
-    top_left = tuple(int(round((size - CROP) / 2.0)) for size in resized)
-    return ResizeCrop(resize_hw=resized, top_left=top_left, crop_hw=(CROP, CROP))
+    return short_side_center_crop(height, width, SIDE, CROP, round)
 
 
 class ExtractSlowFast(BaseExtractor):

@@ -19,7 +19,7 @@ from models.base_extractor import BaseExtractor, ModelSpec
 from models.timesformer.network import TimeSformer, from_hf_layout, is_hf_layout
 from utils.config import ConfigError
 from utils.labels import kinetics400
-from utils.transforms import ResizeCrop, resize_crop_normalize, short_side_size
+from utils.transforms import ResizeCrop, resize_crop_normalize, short_side_center_crop
 from utils.weights import load_state_file, load_strict
 
 # The official checkpoints were trained and tested with these; the Hugging Face conversions
@@ -85,9 +85,7 @@ def segment_offsets(stack: int, frames: int) -> list[int]:
 @functools.lru_cache(maxsize=16)
 def center_crop_geometry(height: int, width: int, crop: int) -> ResizeCrop:
     """Short side to ``crop``, then the centre square at the official offset (uniform_crop, ceil)."""
-    resized = short_side_size(height, width, crop)
-    top_left = tuple(math.ceil((size - crop) / 2) for size in resized)
-    return ResizeCrop(resize_hw=resized, top_left=top_left, crop_hw=(crop, crop))
+    return short_side_center_crop(height, width, crop, crop, math.ceil)
 
 
 @functools.cache
