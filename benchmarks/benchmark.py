@@ -12,7 +12,9 @@ Columns:
 - decode ceiling: windows/s the decoder alone could feed (decoding plus RGB conversion of the
   frames the windows use);
 - end-to-end: windows/s of extract_many on the 1-minute video, decoding and preprocessing included;
-- peak RSS of a fresh process extracting the 1- and the 10-minute video with the same settings.
+- peak RSS of a fresh process extracting the 1- and the 10-minute video with the same settings;
+- with ``--precision bf16|fp16``, the error: the largest relative L2 error of a window's features
+  against fp32 on the same random weights, over the 1-minute video's windows (memory step).
   ``--memory-step-factor K`` multiplies step_size for those two runs only: every frame is still
   decoded, but the network sees 1/K of the windows, which keeps a CPU run short.
 Every measurement runs in a fresh process, one after the other. Model-only and end-to-end are
@@ -119,6 +121,21 @@ def child_end_to_end(args) -> dict:
     return {"windows_per_s": windows / seconds, "windows": windows, "peak_rss_mb": peak_rss_mb()}
 
 
+def child_precision_error(args) -> dict:
+    """The largest relative L2 error of a window's features at --precision against fp32, same weights."""
+    import numpy as np
+    import torch
+
+    features = []
+    for precision in ("fp32", args.precision):
+        torch.manual_seed(0)  # the same random weights for both
+        extractor = build(args, precision=precision, step_size=args.step_size)
+        (result,) = list(extractor.extract_many([args.video]))
+        features.append(result.outputs[args.feature_type])
+    full, reduced = features
+    return {"relative_error": float((np.linalg.norm(reduced - full, axis=1) / np.linalg.norm(full, axis=1)).max())}
+
+
 def run_child(args, mode: str, **extra) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--child", mode, "--feature-type", args.feature_type,
             "--device", args.device, "--batch-size", str(args.batch_size), "--precision", args.precision,
@@ -219,7 +236,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        result = {"model": child_model_only, "decode": child_decode, "e2e": child_end_to_end}[args.child](args)
+        children = {"model": child_model_only, "decode": child_decode, "e2e": child_end_to_end,
+                    "error": child_precision_error}
+        result = children[args.child](args)
         print(json.dumps(result))
         return
 
@@ -246,11 +265,14 @@ def main() -> None:
         memory_step = spec.step_size * args.memory_step_factor
         rss_short = run_child(args, "e2e", video=short, step_size=memory_step)["peak_rss_mb"]
         rss_long = run_child(args, "e2e", video=long, step_size=memory_step)["peak_rss_mb"]
+        error = ""
+        if args.precision != "fp32":
+            error = f" {run_child(args, 'error', video=short, step_size=memory_step)['relative_error']:.1e} |"
         rows.append(
             f"| {feature_type} | {spec.name} | {args.batch_size} | {statistics.median(models):.2f} "
             f"| {decode['windows_per_s']:.1f} | {statistics.median(e2es):.2f} "
             f"| {ratio:.2f} | {rss_short:.0f} | {rss_long:.0f} "
-            f"| {rss_long / rss_short:.2f} |"
+            f"| {rss_long / rss_short:.2f} |{error}"
         )
         print(rows[-1], file=sys.stderr, flush=True)
 
@@ -258,9 +280,10 @@ def main() -> None:
           f"videos 1280x720 30 fps ({args.lengths[0]} s and {args.lengths[1]} s), memory step x{args.memory_step_factor}, "
           f"medians of {args.rounds} rounds")
     print()
+    error_column = f" {args.precision} error |" if args.precision != "fp32" else ""
     print("| feature_type | model | batch | model-only win/s | decode ceiling win/s | end-to-end win/s | "
-          "e2e / model | peak RSS short MB | peak RSS long MB | long / short |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"e2e / model | peak RSS short MB | peak RSS long MB | long / short |{error_column}")
+    print("|" + "---|" * (10 + bool(error_column)))
     print("\n".join(rows))
 
 

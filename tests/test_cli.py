@@ -96,7 +96,7 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
         (["extraction_fps=0"], "error: extraction_fps must be a positive number or null, got 0"),
         (["on_extraction=save_hdf5"], "error: on_extraction must be one of print, save_numpy, save_pickle"),
         (["device=tpu"], "error: device must be auto, cpu, cuda or cuda:N"),
-        (["precision=bf16"], "error: precision=bf16 needs a CUDA device"),
+        (["precision=fp16"], "error: precision=fp16 needs a CUDA device"),
         (["video_paths=null"], "error: no videos given"),
         (["file_with_video_paths=/nonexistent/list.txt"], "error: file_with_video_paths=/nonexistent/list.txt: No such file"),
         (["weights_path=/nonexistent.pth", "pretrained=true"], "error: weights_path=/nonexistent.pth: file not found"),
@@ -111,6 +111,15 @@ def test_bad_options_fail_with_one_clear_line_before_any_video(args, message, ca
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "avx512_bf16": False})
+    code = main([f"video_paths=[{SAMPLE_A}]", "pretrained=false", "device=cpu", "precision=bf16"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: precision=bf16: this CPU has no AVX512-BF16 or AMX units")
     assert len(err.strip().splitlines()) == 1
 
 
