@@ -21,6 +21,9 @@ Every measurement runs in a fresh process, one after the other. Model-only and e
 measured in ``--rounds`` interleaved rounds (a VM's speed drifts by 30 % over minutes); the table
 shows their medians and the median of the per-round ratios.
 
+``--feed-workers 1 2 4`` (instead of the table) prints the windows/s the pipeline can feed the
+network with that many ``decode_workers``, the network skipped: the ceiling a GPU run can reach.
+
 ``--compare CMD`` (instead of the table) runs another tool (a shell command; ``{video}`` and
 ``{output}`` are replaced by the video and an empty output folder) and our command line on
 ``--compare-video``, and prints both
@@ -121,6 +124,19 @@ def child_end_to_end(args) -> dict:
     return {"windows_per_s": windows / seconds, "windows": windows, "peak_rss_mb": peak_rss_mb()}
 
 
+def child_feed(args) -> dict:
+    """Windows/s the pipeline delivers with the network skipped: decoding, preprocessing and window
+    assembly of --feed-videos copies of the video with --decode-workers threads."""
+    import torch
+
+    extractor = build(args, decode_workers=args.decode_workers)
+    extractor.infer = lambda clips: (torch.zeros(len(clips), 1), torch.zeros(len(clips), 1))  # no network
+    start = time.perf_counter()
+    results = list(extractor.extract_many([args.video] * args.feed_videos))
+    seconds = time.perf_counter() - start
+    return {"windows_per_s": sum(len(r.outputs["timestamps_ms"]) for r in results) / seconds}
+
+
 def child_precision_error(args) -> dict:
     """The largest relative L2 error of a window's features at --precision against fp32, same weights."""
     import numpy as np
@@ -200,6 +216,23 @@ def compare_tools(args) -> list[str]:
     return lines
 
 
+def feed_table(args) -> list[str]:
+    short = make_video(args.lengths[0])
+    lines = [f"Machine: {machine()}; device {args.device}; {args.feed_videos} copies of the "
+             f"{args.lengths[0]} s 1280x720 30 fps video, network skipped, medians of {args.rounds} rounds", "",
+             "| feature_type | " + " | ".join(f"{n} decode_workers win/s" for n in args.feed_workers) + " |",
+             "|" + "---|" * (1 + len(args.feed_workers))]
+    for feature_type in args.feature_types:
+        args.feature_type = feature_type
+        rates = {n: [] for n in args.feed_workers}
+        for _ in range(args.rounds):  # interleaved, like the table's rounds
+            for n in args.feed_workers:
+                rates[n].append(run_child(args, "feed", video=short, decode_workers=n,
+                                          feed_videos=args.feed_videos)["windows_per_s"])
+        lines.append(f"| {feature_type} | " + " | ".join(f"{statistics.median(r):.1f}" for r in rates.values()) + " |")
+    return lines
+
+
 def machine() -> str:
     import torch
 
@@ -229,15 +262,19 @@ def main() -> None:
     parser.add_argument("--compare", help="another tool's shell command; {video} and {output} are replaced")
     parser.add_argument("--compare-video", help="the video for --compare (default: the short video)")
     parser.add_argument("--compare-features", help="the other tool's feature .npy, under {output}")
+    parser.add_argument("--feed-workers", nargs="+", type=int, metavar="N",
+                        help="instead of the table: the rate the pipeline feeds with N decode_workers (network skipped)")
+    parser.add_argument("--feed-videos", type=int, default=4, help="copies of the short video for --feed-workers")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--feature-type", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
     parser.add_argument("--step-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--decode-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         children = {"model": child_model_only, "decode": child_decode, "e2e": child_end_to_end,
-                    "error": child_precision_error}
+                    "error": child_precision_error, "feed": child_feed}
         result = children[args.child](args)
         print(json.dumps(result))
         return
@@ -247,6 +284,10 @@ def main() -> None:
         args.compare_video = args.compare_video or make_video(args.lengths[0])
         print(f"Machine: {machine()}; device {args.device}\n")
         print("\n".join(compare_tools(args)))
+        return
+
+    if args.feed_workers:
+        print("\n".join(feed_table(args)))
         return
 
     short, long = (make_video(seconds) for seconds in args.lengths)

@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.config import ConfigError, load_config, resolve_device
+from utils.config import ConfigError, load_config, resolve_decode_workers, resolve_device
 from utils.output import SAVERS, OutputStore, describe_outputs, describe_predictions, output_names
 from utils.video import Frame, VideoError, VideoReader, reencode_to_fps
 from utils.weights import load_state_file, load_strict, resolve_checkpoint
@@ -134,6 +134,7 @@ class BaseExtractor:
         self.plan = WindowPlan(stack, step, tuple(self.frame_offsets(stack)))
         self.extraction_fps = cfg.extraction_fps
         self.batch_size = cfg.batch_size
+        self.decode_workers = resolve_decode_workers(cfg.decode_workers, self.device)
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
         self.network = self.build_network().eval()
         checkpoint = resolve_checkpoint(
@@ -179,18 +180,31 @@ class BaseExtractor:
     def extract_many(
         self, paths: Sequence[str], skip: Optional[Callable[[str], bool]] = None, progress: bool = False
     ) -> Iterator[VideoResult]:
-        """Yields one VideoResult per path as each finishes (input order, but skipped and failed
-        videos are reported at once). ``skip(path)`` true marks a video skipped without reading it.
-        ``progress`` shows a bar over the windows of long videos."""
-        messages: queue.Queue = queue.Queue(maxsize=QUEUED_MESSAGES)
+        """Yields one VideoResult per path as each finishes: in input order with one decoder, in
+        about that order with several (``decode_workers``); skipped and failed videos are reported
+        at once. ``skip(path)`` true marks a video skipped without reading it. ``progress`` shows a
+        bar over the windows of long videos."""
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        for job in enumerate(paths):
+            jobs.put(job)
+        workers = min(self.decode_workers, max(1, len(paths)))
+        messages: queue.Queue = queue.Queue(maxsize=QUEUED_MESSAGES * workers)
         stop = threading.Event()
-        decoder = threading.Thread(target=self._decode_all, args=(list(paths), skip, messages, stop), daemon=True)
-        decoder.start()
+        # FFmpeg's own decoding threads: as many as the cores (its default) with one decoder,
+        # the cores shared out with several, so that N decoders do not start N x cores threads
+        codec_threads = 0 if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
+        decoders = [
+            threading.Thread(target=self._decode_jobs, args=(jobs, skip, messages, stop, codec_threads), daemon=True)
+            for _ in range(workers)
+        ]
+        for decoder in decoders:
+            decoder.start()
         try:
-            yield from self._consume(messages, progress)
+            yield from self._consume(messages, progress, workers)
         finally:
             stop.set()
-            decoder.join()
+            for decoder in decoders:
+                decoder.join()
 
     def run(self, paths: Sequence[str]) -> RunSummary:
         """What the command line does: extract every video and print or save its outputs.
@@ -231,8 +245,10 @@ class BaseExtractor:
             predictions = describe_predictions(result.logits, result.outputs["timestamps_ms"], self.class_names())
             tqdm.write(f"{result.path}: top-5 classes per window\n{predictions}")
 
-    # ---- the decoding thread ---------------------------------------------------------------
-    def _decode_all(self, paths, skip, messages: queue.Queue, stop: threading.Event) -> None:
+    # ---- the decoding threads --------------------------------------------------------------
+    def _decode_jobs(self, jobs: queue.SimpleQueue, skip, messages: queue.Queue, stop: threading.Event,
+                     codec_threads: int) -> None:
+        """One decoding thread: takes (job, path) from ``jobs`` until none is left."""
         def send(*message):
             while not stop.is_set():
                 try:
@@ -243,12 +259,16 @@ class BaseExtractor:
             raise _Stopped
 
         try:
-            for job, path in enumerate(paths):
+            while True:
+                try:
+                    job, path = jobs.get_nowait()
+                except queue.Empty:
+                    break
                 if skip is not None and skip(path):
                     send("skipped", job, path)
                     continue
                 try:
-                    self._decode(job, path, send)
+                    self._decode(job, path, send, codec_threads)
                 except (VideoError, OSError) as error:
                     send("failed", job, path, str(error))
                 except _Stopped:
@@ -259,12 +279,12 @@ class BaseExtractor:
         except _Stopped:
             pass
 
-    def _decode(self, job: int, path: str, send: Callable) -> None:
+    def _decode(self, job: int, path: str, send: Callable, codec_threads: int) -> None:
         source, reencoded = path, None
         if self.extraction_fps and self.cfg.fps_method == "reencode":
             source = reencoded = reencode_to_fps(path, self.extraction_fps, self.cfg.tmp_path)
         try:
-            with VideoReader(source, None if reencoded else self.extraction_fps) as reader:
+            with VideoReader(source, None if reencoded else self.extraction_fps, codec_threads) as reader:
                 send("start", job, path, reader.fps, reader.estimated_frames)
                 frames, images = [], 0
                 for frame in reader.frames(self.plan.uses):
@@ -301,14 +321,14 @@ class BaseExtractor:
         return self.preprocess(frame)[0]
 
     # ---- the main thread -------------------------------------------------------------------
-    def _consume(self, messages: queue.Queue, progress: bool) -> Iterator[VideoResult]:
-        videos: dict[int, _Video] = {}  # in flight, in input order
+    def _consume(self, messages: queue.Queue, progress: bool, decoders: int) -> Iterator[VideoResult]:
+        videos: dict[int, _Video] = {}  # in flight, in the order they started
         batch: list[tuple[_Video, Window]] = []
-        while True:
+        while decoders:
             kind, job, path, *args = messages.get()
-            if kind == "finished":
-                break
-            if kind == "skipped":
+            if kind == "finished":  # a decoding thread's last message
+                decoders -= 1
+            elif kind == "skipped":
                 yield VideoResult(path, skipped=True)
             elif kind == "failed":  # the decoder's last message for this video
                 video = videos.pop(job, None)
@@ -372,12 +392,11 @@ class BaseExtractor:
             if video.progress is not None:
                 video.progress.update(1)
 
-    def _finished(self, videos: dict[str, _Video]) -> Iterator[VideoResult]:
-        """Results of the leading videos whose every window has been through the network."""
-        while videos:
-            job, video = next(iter(videos.items()))
+    def _finished(self, videos: dict[int, _Video]) -> Iterator[VideoResult]:
+        """Results of the videos whose every window has been through the network, in start order."""
+        for job, video in list(videos.items()):
             if not video.decoded or video.windows_in_batch:
-                return
+                continue
             del videos[job]
             if video.progress is not None:
                 video.progress.close()

@@ -93,6 +93,7 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
         (["step_size=-4"], "error: step_size must be a positive integer or null, got -4"),
         (["stack_size=abc"], "error: stack_size must be a positive integer or null, got 'abc'"),
         (["batch_size=0"], "error: batch_size must be a positive integer, got 0"),
+        (["decode_workers=0"], "error: decode_workers must be a positive integer or auto, got 0"),
         (["extraction_fps=0"], "error: extraction_fps must be a positive number or null, got 0"),
         (["on_extraction=save_hdf5"], "error: on_extraction must be one of print, save_numpy, save_pickle"),
         (["device=tpu"], "error: device must be auto, cpu, cuda or cuda:N"),
@@ -121,6 +122,15 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
     assert code == 2
     assert err.startswith("error: precision=bf16: this CPU has no AVX512-BF16 or AMX units")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 8), ("cuda", 64, 8), ("cuda", 6, 3), ("cuda", 1, 1)])
+def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_half_the_cores(device, cores, workers, monkeypatch):
+    from utils.config import resolve_decode_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert resolve_decode_workers("auto", torch.device(device)) == workers
+    assert resolve_decode_workers(2, torch.device(device)) == 2
 
 
 def test_help_lists_every_option_with_its_default():
@@ -168,6 +178,40 @@ def test_batches_span_videos_and_give_the_same_features(r21d_checkpoint):
         assert a.path == b.path
         np.testing.assert_allclose(a.outputs["r21d"], b.outputs["r21d"], atol=1e-5, rtol=0)
         np.testing.assert_array_equal(a.outputs["timestamps_ms"], b.outputs["timestamps_ms"])
+
+
+def test_several_decoders_report_each_video_once_with_the_same_features(r21d_checkpoint, tmp_path, monkeypatch):
+    import models.base_extractor as base
+
+    open_readers, most_open = set(), [0]
+
+    class CountingReader(base.VideoReader):  # records how many videos are being decoded at once
+        def __enter__(self):
+            open_readers.add(self)
+            most_open[0] = max(most_open[0], len(open_readers))
+            return self
+
+        def __exit__(self, *exc):
+            open_readers.discard(self)
+            return super().__exit__(*exc)
+
+    monkeypatch.setattr(base, "VideoReader", CountingReader)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    paths = [SAMPLE_A, str(broken), SAMPLE_B]
+    one = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    parallel = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, decode_workers=3, batch_size=3))
+    expected = {result.path: result for result in one.extract_many(paths)}
+    most_open[0] = 0
+    results = list(parallel.extract_many(paths))
+    assert most_open[0] == 2  # a and b were decoded side by side (broken.mp4 never opens)
+    assert sorted(result.path for result in results) == sorted(paths)
+    for result in results:
+        if result.path == str(broken):
+            assert result.outputs is None and result.error.startswith("cannot open")
+            continue
+        np.testing.assert_allclose(result.outputs["r21d"], expected[result.path].outputs["r21d"], atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(result.outputs["timestamps_ms"], expected[result.path].outputs["timestamps_ms"])
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ OPTIONS = {
     "device": "auto (cuda if present, else cpu) | cpu | cuda | cuda:N",
     "precision": "fp32 | bf16 | fp16 autocast (fp16 on CUDA only, bf16 also on CPUs with AVX512-BF16 or AMX)",
     "batch_size": "windows per forward pass (windows of consecutive videos share batches)",
+    "decode_workers": "videos decoded at once, each in its own thread | auto: 1 on a CPU, half the cores (at most 8) on a GPU",
     "compile": "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s",
     "on_extraction": "print | save_numpy | save_pickle",
     "output_path": "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl",
@@ -106,6 +107,9 @@ def check_config(cfg: DictConfig) -> None:
     _positive_int(cfg, "stack_size", optional=True)
     _positive_int(cfg, "step_size", optional=True)
     _positive_int(cfg, "batch_size", optional=False)
+    workers = cfg.decode_workers
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0):
+        raise ConfigError(f"decode_workers must be a positive integer or auto, got {workers!r}")
     fps = cfg.extraction_fps
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
         raise ConfigError(f"extraction_fps must be a positive number or null, got {fps!r}")
@@ -129,6 +133,14 @@ def check_config(cfg: DictConfig) -> None:
 
         if not ffmpeg_available():
             raise ConfigError("fps_method=reencode needs the ffmpeg program on PATH")
+
+
+def resolve_decode_workers(value, device: torch.device) -> int:
+    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU half the cores (at most 8):
+    one decoder cannot keep a GPU busy, and the other half goes to FFmpeg's threads in each."""
+    if value != "auto":
+        return value
+    return 1 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 def cpu_has_bf16_units() -> bool:

@@ -39,7 +39,8 @@ def _describe(error: Exception) -> str:
 class VideoReader:
     """Decodes the first video stream of a file, optionally resampled to ``extraction_fps``."""
 
-    def __init__(self, path: str, extraction_fps: Optional[float] = None):
+    def __init__(self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0):
+        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core)."""
         self.path = path
         if not os.path.exists(path):
             raise VideoError("file not found")
@@ -54,6 +55,7 @@ class VideoReader:
             raise VideoError("no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = codec_threads
         self._extraction_fps = extraction_fps
         native = self._stream.average_rate or self._stream.guessed_rate
         if extraction_fps:
