@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.config import ConfigError, load_config, resolve_decode_workers, resolve_device
+from utils.config import ConfigError, load_config, resolve_decode_workers, resolve_device, usable_cores
 from utils.output import SAVERS, OutputStore, describe_outputs, describe_predictions, output_names
 from utils.video import Frame, VideoError, VideoReader, reencode_to_fps
 from utils.weights import load_state_file, load_strict, resolve_checkpoint
@@ -192,7 +192,7 @@ class BaseExtractor:
         stop = threading.Event()
         # FFmpeg's own decoding threads: as many as the cores (its default) with one decoder,
         # the cores shared out with several, so that N decoders do not start N x cores threads
-        codec_threads = 0 if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
+        codec_threads = 0 if workers == 1 else max(1, usable_cores() // workers)
         decoders = [
             threading.Thread(target=self._decode_jobs, args=(jobs, skip, messages, stop, codec_threads), daemon=True)
             for _ in range(workers)

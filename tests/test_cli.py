@@ -126,9 +126,10 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
 
 @pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 8), ("cuda", 64, 8), ("cuda", 6, 3), ("cuda", 1, 1)])
 def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_half_the_cores(device, cores, workers, monkeypatch):
+    import utils.config
     from utils.config import resolve_decode_workers
 
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(utils.config, "usable_cores", lambda: cores)
     assert resolve_decode_workers("auto", torch.device(device)) == workers
     assert resolve_decode_workers(2, torch.device(device)) == 2
 

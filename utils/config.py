@@ -135,12 +135,17 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError("fps_method=reencode needs the ffmpeg program on PATH")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a cluster job's share, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def resolve_decode_workers(value, device: torch.device) -> int:
     """'auto' -> 1 on a CPU, where the network needs every core; on a GPU half the cores (at most 8):
     one decoder cannot keep a GPU busy, and the other half goes to FFmpeg's threads in each."""
     if value != "auto":
         return value
-    return 1 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 1) // 2))
+    return 1 if device.type == "cpu" else max(1, min(8, usable_cores() // 2))
 
 
 def cpu_has_bf16_units() -> bool:
