@@ -11,12 +11,13 @@ Columns:
 - model-only: windows/s of the network alone on preprocessed windows already in memory;
 - decode ceiling: windows/s the decoder alone could feed (decoding plus RGB conversion of the
   frames the windows use);
-- end-to-end: windows/s of extract_many on the 1-minute video, decoding and preprocessing included;
-- peak RSS of a fresh process extracting the 1- and the 10-minute video with the same settings;
+- end-to-end: windows/s of extract_many on the 1-minute video, decoding and preprocessing included
+  (after one untimed forward pass, like model-only, so compilation is not counted);
+- peak RSS of a fresh process extracting the 1- and the 10-minute video with the same settings.
+  ``--memory-step-factor K`` multiplies step_size for those two runs only: every frame is still
+  decoded, but the network sees 1/K of the windows, which keeps a CPU run short;
 - with ``--precision bf16|fp16``, the error: the largest relative L2 error of a window's features
   against fp32 on the same random weights, over the 1-minute video's windows (memory step).
-  ``--memory-step-factor K`` multiplies step_size for those two runs only: every frame is still
-  decoded, but the network sees 1/K of the windows, which keeps a CPU run short.
 Every measurement runs in a fresh process, one after the other. Model-only and end-to-end are
 measured in ``--rounds`` interleaved rounds (a VM's speed drifts by 30 % over minutes); the table
 shows their medians and the median of the per-round ratios.
@@ -77,19 +78,24 @@ def build(args, **overrides):
     from utils.config import load_config
 
     options = {"feature_type": args.feature_type, "device": args.device, "batch_size": args.batch_size,
-               "precision": args.precision, **weights_options(args), **overrides}
+               "precision": args.precision, "compile": args.compile, **weights_options(args), **overrides}
     if args.model_name:
         options["model_name"] = args.model_name
     return build_extractor(load_config(options))
 
 
-def child_model_only(args) -> dict:
+def random_batch(extractor, batch_size: int):
+    """A batch of preprocessed windows of a 720p video's shape, with random values."""
     import torch
 
-    extractor = build(args)
     frame = extractor.preprocess(torch.zeros(1, 720, 1280, 3, dtype=torch.uint8, device=extractor.device))
-    clips = torch.randn(args.batch_size, frame.shape[1], len(extractor.plan.offsets), *frame.shape[2:],
-                        device=extractor.device)
+    return torch.randn(batch_size, frame.shape[1], len(extractor.plan.offsets), *frame.shape[2:],
+                       device=extractor.device)
+
+
+def child_model_only(args) -> dict:
+    extractor = build(args)
+    clips = random_batch(extractor, args.batch_size)
 
     def forward():
         extractor.infer(clips)[0].float().cpu()
@@ -115,6 +121,7 @@ def child_decode(args) -> dict:
 def child_end_to_end(args) -> dict:
     overrides = {"step_size": args.step_size} if args.step_size else {}
     extractor = build(args, **overrides)
+    extractor.infer(random_batch(extractor, args.batch_size))  # the same untimed warm-up as model-only
     start = time.perf_counter()
     (result,) = list(extractor.extract_many([args.video]))
     seconds = time.perf_counter() - start
@@ -158,6 +165,8 @@ def run_child(args, mode: str, **extra) -> dict:
             "--model-rounds", str(args.model_rounds), "--min-seconds", str(args.min_seconds)]
     if args.weights_path:
         argv += ["--weights-path", args.weights_path]
+    if args.compile:
+        argv.append("--compile")
     if args.model_name:
         argv += ["--model-name", args.model_name]
     for key, value in extra.items():
@@ -253,6 +262,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--compile", action="store_true", help="compile=true (each process compiles first, untimed)")
     parser.add_argument("--model-rounds", type=int, default=5, help="forward passes timed, at least")
     parser.add_argument("--min-seconds", type=float, default=15, help="time the model for at least this long")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of model-only and end-to-end")
@@ -317,7 +327,7 @@ def main() -> None:
         )
         print(rows[-1], file=sys.stderr, flush=True)
 
-    print(f"Machine: {machine()}; device {args.device}, precision {args.precision}, "
+    print(f"Machine: {machine()}; device {args.device}, precision {args.precision}, compile {args.compile}, "
           f"videos 1280x720 30 fps ({args.lengths[0]} s and {args.lengths[1]} s), memory step x{args.memory_step_factor}, "
           f"medians of {args.rounds} rounds")
     print()
