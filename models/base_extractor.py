@@ -3,9 +3,10 @@
 A model file subclasses ``BaseExtractor`` and supplies only its network, its weights and its
 preprocessing (the hooks at the top of the class). Everything else lives here:
 
-- a background thread decodes videos one after the other (``utils.video``), preprocesses the
-  frames on the target device and hands them to the main thread through a bounded queue, so
-  decoding and preprocessing overlap the network and memory stays flat whatever a video's length;
+- background threads (``decode_workers`` of them, one video each at a time) decode videos
+  (``utils.video``), preprocess the frames on the target device and hand them to the main thread
+  through a bounded queue, so decoding and preprocessing overlap the network and memory stays flat
+  whatever a video's length;
 - the main thread cuts windows (``utils.windows``) and runs the network on batches of
   ``batch_size`` windows; a batch may hold windows of consecutive videos, so many short videos
   still fill batches;
