@@ -84,12 +84,14 @@ def _hydra_value(value) -> str:
     return str(value)
 
 
-def _positive_int(cfg, key: str, optional: bool) -> None:
+def _positive_int(cfg, key: str, also: tuple = ()) -> None:
+    """A positive integer, or one of the values in ``also`` (e.g. None, "auto")."""
     value = cfg[key]
-    if value is None and optional:
+    if value in also:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer{' or null' if optional else ''}, got {value!r}")
+        others = "".join(f" or {'null' if other is None else other}" for other in also)
+        raise ConfigError(f"{key} must be a positive integer{others}, got {value!r}")
 
 
 def _bool(cfg, key: str) -> None:
@@ -104,12 +106,10 @@ def _choice(cfg, key: str, choices: Iterable[str]) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Checks every option that does not depend on the model; raises ConfigError."""
-    _positive_int(cfg, "stack_size", optional=True)
-    _positive_int(cfg, "step_size", optional=True)
-    _positive_int(cfg, "batch_size", optional=False)
-    workers = cfg.decode_workers
-    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0):
-        raise ConfigError(f"decode_workers must be a positive integer or auto, got {workers!r}")
+    _positive_int(cfg, "stack_size", also=(None,))
+    _positive_int(cfg, "step_size", also=(None,))
+    _positive_int(cfg, "batch_size")
+    _positive_int(cfg, "decode_workers", also=("auto",))
     fps = cfg.extraction_fps
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
         raise ConfigError(f"extraction_fps must be a positive number or null, got {fps!r}")
