@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from utils.config import ConfigError, load_config, resolve_decode_workers, resolve_device, usable_cores
 from utils.output import SAVERS, OutputStore, describe_outputs, describe_predictions, output_names
-from utils.video import Frame, VideoError, VideoReader, reencode_to_fps
+from utils.video import Frame, SkipMismatch, VideoError, VideoReader, reencode_to_fps
 from utils.weights import load_state_file, load_strict, resolve_checkpoint
 from utils.windows import Window, WindowAssembler, WindowPlan
 
@@ -284,21 +284,30 @@ class BaseExtractor:
         source, reencoded = path, None
         if self.extraction_fps and self.cfg.fps_method == "reencode":
             source = reencoded = reencode_to_fps(path, self.extraction_fps, self.cfg.tmp_path)
+        fps = None if reencoded else self.extraction_fps
         try:
-            with VideoReader(source, None if reencoded else self.extraction_fps, codec_threads) as reader:
-                send("start", job, path, reader.fps, reader.estimated_frames)
-                frames, images = [], 0
-                for frame in reader.frames(self.plan.uses):
-                    frames.append(frame)
-                    images += frame.image is not None
-                    if images == FRAMES_PER_MESSAGE:
-                        send("frames", job, path, self._preprocessed(frames))
-                        frames, images = [], 0
-                send("frames", job, path, self._preprocessed(frames))
-                send("end", job, path)
+            try:
+                self._send_frames(job, path, VideoReader(source, fps, codec_threads), send, self.plan.skips_frames)
+            except SkipMismatch:
+                # frames could not be numbered before decoding (e.g. no timestamps): start again, decoding all
+                send("restart", job, path)
+                self._send_frames(job, path, VideoReader(source, fps, codec_threads), send, skip_unwanted=False)
         finally:
             if reencoded and not self.cfg.keep_tmp_files:
                 os.remove(reencoded)
+
+    def _send_frames(self, job: int, path: str, reader: VideoReader, send: Callable, skip_unwanted: bool) -> None:
+        with reader:
+            send("start", job, path, reader.fps, reader.estimated_frames)
+            frames, images = [], 0
+            for frame in reader.frames(self.plan.uses, skip_unwanted):
+                frames.append(frame)
+                images += frame.image is not None
+                if images == FRAMES_PER_MESSAGE:
+                    send("frames", job, path, self._preprocessed(frames))
+                    frames, images = [], 0
+            send("frames", job, path, self._preprocessed(frames))
+            send("end", job, path)
 
     def _preprocessed(self, frames: list[Frame]) -> list[tuple[int, float, Optional[torch.Tensor]]]:
         """(index, time, network input or None) of each frame; the input is computed on the device.
@@ -331,13 +340,14 @@ class BaseExtractor:
                 decoders -= 1
             elif kind == "skipped":
                 yield VideoResult(path, skipped=True)
-            elif kind == "failed":  # the decoder's last message for this video
+            elif kind in ("failed", "restart"):  # failed: the video's last message; restart: a new "start" follows
                 video = videos.pop(job, None)
                 if video is not None:
                     batch = [(v, w) for v, w in batch if v is not video]
                     if video.progress is not None:
                         video.progress.close()
-                yield VideoResult(path, error=args[0])
+                if kind == "failed":
+                    yield VideoResult(path, error=args[0])
             elif kind == "start":
                 fps, estimated_frames = args
                 expected = self.plan.count(estimated_frames) if estimated_frames else None

@@ -325,3 +325,41 @@ def test_a_preprocessing_failure_fails_that_video_alone(r21d_checkpoint):
     b, a = extractor.extract_many([SAMPLE_B, SAMPLE_A])  # b is 480 wide, a 1280
     assert b.error == "preprocessing failed: ValueError: frames narrower than 1000 pixels" and b.outputs is None
     assert a.error is None and a.outputs["r21d"].shape == (FRAME_COUNTS[SAMPLE_A] // 16, 512)
+
+
+def test_skipped_decoding_and_a_restart_give_the_plain_features(r21d_checkpoint, monkeypatch):
+    import models.base_extractor as base
+    from utils.video import SkipMismatch
+
+    # windows of 8 frames every 16: half the frames are in no window, so decoding skips some
+    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, stack_size=8, step_size=16))
+    readers = []
+
+    class Reader(base.VideoReader):
+        mode = "skipping"
+
+        def frames(self, wanted, skip_unwanted=False):
+            readers.append(self)
+            if self.mode == "plain":
+                skip_unwanted = False
+            for frame in super().frames(wanted, skip_unwanted):
+                if self.mode == "mismatch" and skip_unwanted and frame.index == 50:  # 3 windows already cut
+                    raise SkipMismatch("a stream whose numbering fails late")
+                yield frame
+
+    monkeypatch.setattr(base, "VideoReader", Reader)
+    outputs = {}
+    for Reader.mode in ("plain", "skipping", "mismatch"):
+        readers.clear()
+        outputs[Reader.mode] = extractor.extract(SAMPLE_B)
+        skipped = [reader.skipped_frames for reader in readers]
+        if Reader.mode == "plain":
+            assert skipped == [0]
+        elif Reader.mode == "skipping":
+            assert len(skipped) == 1 and skipped[0] > 0
+        else:  # read twice, the second time decoding every frame
+            assert len(skipped) == 2 and skipped[1] == 0
+    assert outputs["plain"]["r21d"].shape == ((FRAME_COUNTS[SAMPLE_B] - 8) // 16 + 1, 512)
+    for mode in ("skipping", "mismatch"):  # the restart dropped the windows of the first attempt
+        np.testing.assert_allclose(outputs[mode]["r21d"], outputs["plain"]["r21d"], atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(outputs[mode]["timestamps_ms"], outputs["plain"]["timestamps_ms"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B
-from utils.video import VideoError, VideoReader
+from utils.video import SkipMismatch, VideoError, VideoReader
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
 
@@ -115,3 +115,60 @@ def test_a_file_without_a_video_stream(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_A, "-vn", "-c:a", "copy", str(path)], check=True)
     with pytest.raises(VideoError, match="no video stream"):
         VideoReader(str(path))
+
+
+def encoded(tmp_path, name, *args):
+    """SAMPLE_B (3 s of it) written by ffmpeg with ``args``; ``name`` gives the container."""
+    path = str(tmp_path / name)
+    subprocess.run(["ffmpeg", "-v", "error", *args[:-1], "-i", SAMPLE_B, "-t", "3", *args[-1], "-an", path], check=True)
+    return path
+
+
+SKIP_CASES = {  # name: (file name, ffmpeg input options, ffmpeg output options)
+    "x264 B-pyramid": ("b.mp4", [], ["-c:v", "libx264", "-bf", "3"]),
+    "x264 8 B-frames": ("deep.mp4", [], ["-c:v", "libx264", "-bf", "8", "-x264-params", "b-pyramid=normal:b-adapt=0"]),
+    "no B-frames": ("p.mp4", [], ["-c:v", "libx264", "-bf", "0"]),
+    "hevc": ("h.mp4", [], ["-c:v", "libx265", "-x265-params", "log-level=error"]),
+    # a stream-copy cut between key frames: an MP4 edit list whose first packets are decoded, not shown
+    "edit list": ("cut.mp4", ["-ss", "0.5"], ["-c", "copy"]),
+    "variable rate": ("vfr.mp4", [], ["-c:v", "libx264", "-vf", "setpts='PTS+gte(N,30)*0.3/TB'", "-fps_mode", "vfr"]),
+}
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("case", SKIP_CASES)
+def test_skipping_unwanted_frames_gives_the_same_frames(tmp_path, case):
+    name, input_options, output_options = SKIP_CASES[case]
+    path = encoded(tmp_path, name, *input_options, output_options)
+    wanted = lambda index: index % 3 == 1  # noqa: E731
+    plain = list(VideoReader(path).frames(wanted))
+    reader = VideoReader(path)
+    skipping = list(reader.frames(wanted, skip_unwanted=True))
+    assert [(f.index, f.time) for f in skipping] == [(f.index, f.time) for f in plain]
+    for ours, theirs in zip(skipping, plain):
+        assert (ours.image is None) == (theirs.image is None)
+        if ours.image is not None:
+            np.testing.assert_array_equal(ours.image, theirs.image)
+    if case == "no B-frames":
+        assert reader.skipped_frames == 0  # every frame is a reference for the next
+    else:
+        assert reader.skipped_frames > len(plain) // 6
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize(
+    "name, output_options, cause",
+    [
+        ("raw.h264", ["-c:v", "libx264", "-f", "h264"], "timestamps"),  # no timestamps to number packets by
+        # cut inside an open GOP: the decoder drops the leading frames that reference frames before the cut
+        ("open.mkv", ["-c:v", "libx264", "-x264-params", "open-gop=1:keyint=20"], "not decoded"),
+    ],
+)
+def test_streams_whose_frames_cannot_be_numbered_before_decoding(tmp_path, name, output_options, cause):
+    path = encoded(tmp_path, name, output_options)
+    if name == "open.mkv":
+        source, path = path, str(tmp_path / "cut.mkv")
+        subprocess.run(["ffmpeg", "-v", "error", "-i", source, "-ss", "0.7", "-c", "copy", path], check=True)
+    assert len(list(VideoReader(path).frames(lambda index: index % 3 == 1))) > 20
+    with pytest.raises(SkipMismatch, match=cause):
+        list(VideoReader(path).frames(lambda index: index % 3 == 1, skip_unwanted=True))

@@ -63,3 +63,19 @@ def test_memory_holds_at_most_one_window_of_frames():
     for i in range(1000):
         assembler.add(i, i / 10, torch.zeros(1))
         assert len(assembler._frames) <= plan.stack
+
+
+@pytest.mark.parametrize(
+    "stack, step, offsets, skips",
+    [
+        (16, 16, range(16), False),
+        (16, 8, range(16), False),
+        (4, 2, (0, 1), False),  # every frame is in some window, though not in each
+        (8, 16, range(8), True),
+        (64, 64, range(0, 64, 2), True),
+        (4, 2, (0, 3), True),  # frame 1 only
+    ],
+)
+def test_decoding_may_skip_frames_only_where_some_are_in_no_window(stack, step, offsets, skips):
+    plan = WindowPlan(stack, step, tuple(offsets))
+    assert plan.skips_frames == skips == (not all(plan.uses(i) for i in range(200)))

@@ -3,10 +3,13 @@
 Frames come out one at a time, so memory does not grow with the video's length. Resampling to
 ``extraction_fps`` pushes the decoded frames through FFmpeg's own ``fps`` filter inside this
 process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps, without a
-temporary file. Only the frames a window uses are converted to RGB: the others are decoded (the
-codec needs them) but their colour conversion is skipped.
+temporary file. Only the frames a window uses are converted to RGB, and with ``skip_unwanted``
+the H.264/HEVC frames no window uses and no other frame references are not even decoded.
 """
+import bisect
+import collections
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -18,8 +21,19 @@ import av
 import numpy as np
 
 
+# Codecs whose FFmpeg decoders honour skip_frame=nonref (tests/test_video.py checks both).
+SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+# Packets read ahead of the decoder to number frames in presentation order: more than the deepest
+# frame reordering H.264 and HEVC allow (16 frames).
+REORDER_PACKETS = 32
+
+
 class VideoError(Exception):
     """A video cannot be read. The message is one line that names the cause."""
+
+
+class SkipMismatch(Exception):
+    """Frames could not be numbered before decoding them: decode the video again without skipping."""
 
 
 @dataclass
@@ -57,6 +71,7 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = codec_threads
         self._extraction_fps = extraction_fps
+        self.skipped_frames = 0
         native = self._stream.average_rate or self._stream.guessed_rate
         if extraction_fps:
             self.fps = float(Fraction(str(extraction_fps)))
@@ -84,21 +99,30 @@ class VideoReader:
     def __exit__(self, *exc):
         self.close()
 
-    def frames(self, wanted: Callable[[int], bool] = lambda index: True) -> Iterator[Frame]:
+    def frames(self, wanted: Callable[[int], bool] = lambda index: True, skip_unwanted: bool = False) -> Iterator[Frame]:
         """Yields every frame in order; ``image`` is filled only where ``wanted(index)`` is true.
 
         The last frame always carries its image, so that a video shorter than one window can be
-        padded with it.
+        padded with it. ``skip_unwanted``: frames not wanted that no other frame references are
+        not decoded at all (H.264 and HEVC at the native rate; ``skipped_frames`` counts them).
+        Their index and time are the same as when every frame is decoded; where the stream does not
+        allow that, ``SkipMismatch`` is raised, possibly after some frames have been yielded.
         """
         rgb = av.video.reformatter.VideoReformatter()  # one for all frames: +20 % over per-frame
+        if self._extraction_fps:
+            decoded = self._timed(self._resampled())
+        elif skip_unwanted and self._stream.codec_context.name in SKIPPABLE_CODECS:
+            decoded = self._skipping(wanted)
+        else:
+            decoded = self._timed(self._native())
         previous = None
         index = 0
         try:
-            for frame in self._resampled() if self._extraction_fps else self._native():
+            for seconds, frame in decoded:  # frame None: skipped, never decoded
                 if previous is not None:
                     yield previous[1]
-                time = float(frame.pts * frame.time_base) if frame.pts is not None else index / self.fps
-                image = rgb.reformat(frame, format="rgb24").to_ndarray() if wanted(index) else None
+                time = seconds if seconds is not None else index / self.fps
+                image = rgb.reformat(frame, format="rgb24").to_ndarray() if frame is not None and wanted(index) else None
                 previous = (frame, Frame(index, time, image))
                 index += 1
         except av.error.FFmpegError as error:
@@ -107,14 +131,93 @@ class VideoReader:
             raise VideoError("no video frames could be decoded")
         frame, last = previous
         if last.image is None:
+            if frame is None:
+                raise SkipMismatch("the last frame was skipped")
             last.image = rgb.reformat(frame, format="rgb24").to_ndarray()
         yield last
+
+    @staticmethod
+    def _timed(frames):
+        for frame in frames:
+            yield (float(frame.pts * frame.time_base) if frame.pts is not None else None), frame
 
     def _native(self):
         for frame in self._container.decode(self._stream):
             if frame.pts is not None:
                 frame.pts -= round(self._start_seconds / frame.time_base)
             yield frame
+
+    def _skipping(self, wanted: Callable[[int], bool]):
+        """(seconds, frame) in presentation order like ``_timed(_native())``, with frame None for
+        the frames skipped: not wanted, and dropped by FFmpeg's ``skip_frame=nonref`` because no
+        other frame references them.
+
+        Whether a frame is wanted depends on its position in presentation order, which is known
+        before decoding from the packets' timestamps: the number of packets with an earlier pts,
+        among those already sent to the decoder and the next REORDER_PACKETS. Packets reach the
+        decoder in the file's order, as without skipping, so the decoded frames are the same.
+        Whatever breaks that numbering (no timestamps, equal ones, reordering deeper than the
+        look-ahead, a frame the decoder drops or adds) raises SkipMismatch.
+        """
+        codec = self._stream.codec_context
+        time_base = self._stream.time_base
+        shift = round(self._start_seconds / time_base)
+        sent = []  # sorted pts of the frames' packets sent to the decoder (edit-list discards excluded)
+
+        def demuxed():
+            for packet in self._container.demux(self._stream):
+                if not packet.size:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.pts is None or (not packet.is_discard and sent and packet.pts <= sent[-1]):
+                    raise SkipMismatch("packet timestamps do not give the presentation order")
+                yield packet
+
+        packets = demuxed()
+        ahead = collections.deque(itertools.islice(packets, REORDER_PACKETS))
+        announced = {}  # position -> (pts, skipped) of the frames not yet yielded
+        positions = {}  # pts -> position of the same
+        next_position = 0
+
+        def up_to(position):
+            """The skipped frames from the next position up to ``position``, which is decoded."""
+            nonlocal next_position
+            for missing in range(next_position, position):
+                pts, skipped = announced.pop(missing, (None, False))
+                if not skipped:
+                    raise SkipMismatch(f"frame {missing} was not decoded")
+                del positions[pts]
+                self.skipped_frames += 1
+                yield float((pts - shift) * time_base), None
+            next_position = position + 1
+
+        def release(frames):
+            for frame in frames:
+                position = positions.pop(frame.pts, None)
+                if position is None or position < next_position:
+                    raise SkipMismatch("the decoder gave a frame out of the packets' order")
+                del announced[position]
+                yield from up_to(position)
+                yield float((frame.pts - shift) * time_base), frame
+
+        while ahead:
+            packet = ahead.popleft()
+            ahead.extend(itertools.islice(packets, 1))
+            skip = True  # frames an edit list discards are never shown: skip them where possible
+            if not packet.is_discard:
+                earlier = bisect.bisect_left(sent, packet.pts)
+                if sent[earlier:earlier + 1] == [packet.pts]:
+                    raise SkipMismatch("packet timestamps do not give the presentation order")
+                later = [other.pts for other in ahead if not other.is_discard]
+                position = earlier + sum(pts < packet.pts for pts in later)
+                is_last = len(ahead) < REORDER_PACKETS and position == len(sent) + len(later)
+                skip = not (wanted(position) or is_last)
+                bisect.insort(sent, packet.pts)
+                announced[position], positions[packet.pts] = (packet.pts, skip), position
+            codec.skip_frame = "NONREF" if skip else "DEFAULT"
+            yield from release(codec.decode(packet))
+        codec.skip_frame = "DEFAULT"
+        yield from release(codec.decode(None))
+        yield from up_to(len(sent))
 
     def _resampled(self):
         graph = av.filter.Graph()

@@ -26,6 +26,12 @@ class WindowPlan:
     def _offset_set(self) -> frozenset:
         return frozenset(self.offsets)
 
+    @functools.cached_property
+    def skips_frames(self) -> bool:
+        """Whether some frames are in no window, so that decoding may skip them. Past the first
+        window, which frames are used repeats every ``step`` frames."""
+        return not all(self.uses(index) for index in range(self.stack + self.step))
+
     def uses(self, index: int) -> bool:
         """Whether any window shows frame ``index`` to the network."""
         first_window = max(0, -(-(index - self.stack + 1) // self.step))
