@@ -3,7 +3,8 @@
 As in video_features, window k covers frames [k * step, k * step + stack) and an incomplete tail
 is dropped. A video shorter than one window yields one window padded with its last frame. The
 network sees only ``offsets`` of each window (all of them for R(2+1)D, a uniform subsample for
-SlowFast and TimeSformer), so only those frames are ever converted and preprocessed.
+SlowFast and TimeSformer), so only those frames are converted and preprocessed, and where
+some frames are in no window (``skips_frames``) decoding may skip them.
 """
 import functools
 from dataclasses import dataclass
