@@ -162,6 +162,7 @@ class VideoReader:
         codec = self._stream.codec_context
         time_base = self._stream.time_base
         shift = round(self._start_seconds / time_base)
+        seconds = lambda pts: float((pts - shift) * time_base)  # noqa: E731  as _native shifts frame.pts
         sent = []  # sorted pts of the frames' packets sent to the decoder (edit-list discards excluded)
 
         def demuxed():
@@ -187,7 +188,7 @@ class VideoReader:
                     raise SkipMismatch(f"frame {missing} was not decoded")
                 del positions[pts]
                 self.skipped_frames += 1
-                yield float((pts - shift) * time_base), None
+                yield seconds(pts), None
             next_position = position + 1
 
         def release(frames):
@@ -197,7 +198,7 @@ class VideoReader:
                     raise SkipMismatch("the decoder gave a frame out of the packets' order")
                 del announced[position]
                 yield from up_to(position)
-                yield float((frame.pts - shift) * time_base), frame
+                yield seconds(frame.pts), frame
 
         while ahead:
             packet = ahead.popleft()
