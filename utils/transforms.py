@@ -7,6 +7,7 @@ source pixels that the cropped output reads, on uint8, and interpolates those. T
 coordinates are computed in float32 exactly as torch's kernels do, so the result equals the
 reference order of operations to float rounding (tests/test_transforms.py checks it).
 """
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -41,7 +42,7 @@ def short_side_center_crop(height: int, width: int, size: int, crop: int, round_
     return ResizeCrop(resize_hw=resized, top_left=top_left, crop_hw=(crop, crop))
 
 
-def _bilinear_taps(in_size: int, out_size: int, start: int, length: int, device):
+def _bilinear_taps(in_size: int, out_size: int, start: int, length: int):
     """Source indices and weights torch's bilinear resize uses for output pixels start..start+length-1."""
     scale = (torch.tensor(in_size, dtype=torch.float32) / out_size).double()
     dst = torch.arange(start, start + length, dtype=torch.float64)
@@ -50,27 +51,43 @@ def _bilinear_taps(in_size: int, out_size: int, start: int, length: int, device)
     low = src.long()  # floor, since src >= 0
     weight_high = src - low
     high = (low + 1).clamp(max=in_size - 1)
-    return low.to(device), high.to(device), weight_high.to(device)
+    return torch.cat([low, high]), weight_high
 
 
-def resize_crop_normalize(frames: torch.Tensor, geometry: ResizeCrop, mean, std) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _resize_constants(in_hw: tuple[int, int], geometry: ResizeCrop, mean: tuple, std: tuple, device: torch.device):
+    """Everything resize_crop_normalize needs besides the frames, made once per frame size and device.
+
+    Made per frame, these small tensors cost a host-to-device copy each; on a GPU every such copy
+    waited for the network's queued work, which held a CUDA pipeline at 1 % of the network's rate.
+    """
+    (out_h, out_w), (top, left), (crop_h, crop_w) = geometry.resize_hw, geometry.top_left, geometry.crop_hw
+    rows, wy = _bilinear_taps(in_hw[0], out_h, top, crop_h)
+    columns, wx = _bilinear_taps(in_hw[1], out_w, left, crop_w)
+    constants = (
+        rows,
+        columns,
+        wy.view(1, crop_h, 1, 1),
+        wx.view(1, 1, crop_w, 1),
+        torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+        torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+    )
+    return tuple(tensor.to(device) for tensor in constants)
+
+
+def resize_crop_normalize(frames: torch.Tensor, geometry: ResizeCrop, mean: tuple, std: tuple) -> torch.Tensor:
     """(N, H, W, 3) uint8 frames -> (N, 3, crop_h, crop_w) float32, scaled to [0, 1] and normalised.
 
     Equal, to float rounding, to: float / 255 -> bilinear resize to ``resize_hw`` (align_corners
     False, no antialias) -> crop -> (x - mean) / std.
     """
     _, in_h, in_w, _ = frames.shape
-    (out_h, out_w), (top, left), (crop_h, crop_w) = geometry.resize_hw, geometry.top_left, geometry.crop_hw
-    y_low, y_high, wy = _bilinear_taps(in_h, out_h, top, crop_h, frames.device)
-    x_low, x_high, wx = _bilinear_taps(in_w, out_w, left, crop_w, frames.device)
-    pixels = frames.index_select(1, torch.cat([y_low, y_high])).index_select(2, torch.cat([x_low, x_high]))
+    crop_h, crop_w = geometry.crop_hw
+    rows, columns, wy, wx, mean, std = _resize_constants((in_h, in_w), geometry, tuple(mean), tuple(std), frames.device)
+    pixels = frames.index_select(1, rows).index_select(2, columns)
     pixels = pixels.float() / 255
     # Width first, then height: the order torch's separable kernel combines the four taps in.
-    wx = wx.view(1, 1, crop_w, 1)
     rows = pixels[:, :, :crop_w] * (1 - wx) + pixels[:, :, crop_w:] * wx
-    wy = wy.view(1, crop_h, 1, 1)
     out = rows[:, :crop_h] * (1 - wy) + rows[:, crop_h:] * wy
     out = out.permute(0, 3, 1, 2)
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
     return ((out - mean) / std).contiguous()
