@@ -1,36 +1,96 @@
 """Command line: python main.py feature_type=r21d video_paths=[./sample/a.mp4] (Hydra overrides).
 
-Exit codes: 0 all videos extracted or skipped, 1 some video failed, 2 bad options or weights.
+A Hydra application: ``-m`` sweeps (one job per combination, through any Hydra launcher),
+``--cfg job`` prints the resolved config, ``--help`` the options. Exit codes: 0 every video
+extracted or skipped, 1 some video failed (in a multirun: some job), 2 bad options or weights.
 """
 import sys
 import warnings
 
-from models import EXTRACTORS, build_extractor, extractor_class
-from utils.config import ConfigError, help_text, load_config, video_paths
+import hydra
+from hydra._internal.utils import get_args_parser
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import CompactHydraException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from utils.config import CONFIG_DIR, ConfigError, check_config, load_config
 from utils.output import OutputNameClash
+from utils.run import EXIT_BAD_OPTIONS, Run
 from utils.weights import WeightsError
 
+QUOTING_HINT = (
+    "quote a value with spaces, commas, '=' or non-ASCII letters, e.g. 'video_paths=[\"my clip.mp4\"]', "
+    "or list the videos in file_with_video_paths"
+)
 
-def _warning_line(message, category, filename, lineno, line=None):
-    return f"warning: {message}\n"
+
+class JobFailed(CompactHydraException):
+    """A multirun job whose run did not end with exit code 0 (Hydra prints this one line)."""
+
+
+_exit_codes: list[int] = []  # of the jobs run in this process
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    tqdm.write(f"warning: {message}", file=sys.stderr)  # on its own line, not glued to a progress bar
+
+
+def run_job(cfg: DictConfig) -> int:
+    """One job: the run of one configuration; returns its exit code."""
+    try:
+        check_config(cfg)
+        summary = Run(cfg)()
+    except (ConfigError, OutputNameClash, WeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_OPTIONS
+    print(summary, file=sys.stderr)
+    return summary.exit_code
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def app(cfg: DictConfig) -> None:
+    hydra_config = HydraConfig.get()
+    multirun = hydra_config.mode == RunMode.MULTIRUN
+    if multirun:
+        print(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}", file=sys.stderr)
+    code = run_job(cfg)
+    if code and multirun:
+        raise JobFailed(f"job {hydra_config.job.num} ended with exit code {code}")
+    _exit_codes.append(code)
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Bad overrides as one ConfigError line before Hydra starts (Hydra's own report spans many
+    lines and exits 1). Each value of a sweep is checked with the first value of the others."""
+    overrides = get_args_parser().parse_args(argv).overrides
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as error:
+        raise ConfigError(f"{str(error).splitlines()[0]}; {QUOTING_HINT}") from None
+    first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
+             else o.input_line for o in parsed]
+    load_config(first)
+    for index, override in enumerate(parsed):
+        if isinstance(override.value(), ChoiceSweep):
+            for value in list(override.sweep_string_iterator())[1:]:
+                load_config(first[:index] + [f"{override.get_key_element()}={value}"] + first[index + 1:])
 
 
 def main(argv: list[str]) -> int:
-    if any(arg in ("-h", "--help") for arg in argv):
-        models = {name: list(extractor_class(name).models) for name in EXTRACTORS}
-        print(help_text(models))
-        return 0
-    warnings.formatwarning = _warning_line
+    warnings.showwarning = _show_warning
     try:
-        cfg = load_config(argv)
-        paths = video_paths(cfg)
-        extractor = build_extractor(cfg)
-        summary = extractor.run(paths)
-    except (ConfigError, OutputNameClash, WeightsError) as error:
+        check_overrides(argv)
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{summary.extracted} extracted, {summary.skipped} skipped, {summary.failed} failed", file=sys.stderr)
-    return 1 if summary.failed else 0
+        return EXIT_BAD_OPTIONS
+    _exit_codes.clear()
+    sys.argv = [sys.argv[0], *argv]
+    app()
+    return max(_exit_codes, default=0)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,8 @@ def weights_options(args) -> dict:
 
 
 def build(args, **overrides):
-    from models import build_extractor
     from utils.config import load_config
+    from utils.extractor import build_extractor
 
     options = {"feature_type": args.feature_type, "device": args.device, "batch_size": args.batch_size,
                "precision": args.precision, "compile": args.compile, **weights_options(args), **overrides}
@@ -98,7 +98,7 @@ def child_model_only(args) -> dict:
     clips = random_batch(extractor, args.batch_size)
 
     def forward():
-        extractor.infer(clips)[0].float().cpu()
+        extractor.inference(clips)[0].float().cpu()
 
     forward()  # warm-up: allocations, cuDNN autotuning, compilation
     rounds, start = 0, time.perf_counter()
@@ -114,7 +114,7 @@ def child_decode(args) -> dict:
     extractor = build(args)
     start = time.perf_counter()
     plan = extractor.plan
-    frames = sum(1 for _ in VideoReader(args.video, extractor.extraction_fps).frames(plan.uses, plan.skips_frames))
+    frames = sum(1 for _ in VideoReader(args.video, extractor.pipeline.decoding.extraction_fps).frames(plan.uses, plan.skips_frames))
     seconds = time.perf_counter() - start
     return {"windows_per_s": extractor.plan.count(frames) / seconds}
 
@@ -122,7 +122,7 @@ def child_decode(args) -> dict:
 def child_end_to_end(args) -> dict:
     overrides = {"step_size": args.step_size} if args.step_size else {}
     extractor = build(args, **overrides)
-    extractor.infer(random_batch(extractor, args.batch_size))  # the same untimed warm-up as model-only
+    extractor.inference(random_batch(extractor, args.batch_size))  # the same untimed warm-up as model-only
     start = time.perf_counter()
     (result,) = list(extractor.extract_many([args.video]))
     seconds = time.perf_counter() - start
@@ -138,7 +138,14 @@ def child_feed(args) -> dict:
     import torch
 
     extractor = build(args, decode_workers=args.decode_workers)
-    extractor.infer = lambda clips: (torch.zeros(len(clips), 1), torch.zeros(len(clips), 1))  # no network
+
+    class NoNetwork:
+        compiled = False
+
+        def __call__(self, clips):
+            return torch.zeros(len(clips), 1), torch.zeros(len(clips), 1)
+
+    extractor.pipeline.inference = NoNetwork()
     start = time.perf_counter()
     results = list(extractor.extract_many([args.video] * args.feed_videos))
     seconds = time.perf_counter() - start
@@ -192,10 +199,10 @@ def compare_tools(args) -> list[str]:
     """Our command line and another tool on one video: time, windows/s, peak RSS, feature difference."""
     import numpy as np
 
-    from models import extractor_class
+    from models.registry import families
 
     video = os.path.abspath(args.compare_video)
-    model = args.model_name or next(iter(extractor_class(args.feature_type).models))
+    model = args.model_name or families()[args.feature_type].default.name
     stem = os.path.splitext(os.path.basename(video))[0]
     rows, features = [], {}
     with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
@@ -258,7 +265,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--feature-types", nargs="+", default=["r21d", "slowfast", "timesformer"])
+    parser.add_argument("--feature-types", nargs="+", help="default: every registered feature type")
     parser.add_argument("--model-name")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -282,6 +289,10 @@ def main() -> None:
     parser.add_argument("--step-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--decode-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.feature_types:
+        from models.registry import families
+
+        args.feature_types = list(families())
 
     if args.child:
         children = {"model": child_model_only, "decode": child_decode, "e2e": child_end_to_end,
@@ -305,9 +316,9 @@ def main() -> None:
     rows = []
     for feature_type in args.feature_types:
         args.feature_type = feature_type
-        from models import extractor_class
+        from models.registry import families
 
-        spec = extractor_class(feature_type).models[args.model_name or next(iter(extractor_class(feature_type).models))]
+        spec = families()[feature_type].checkpoint(args.model_name)
         models, e2es = [], []
         for _ in range(args.rounds):
             models.append(run_child(args, "model")["windows_per_s"])

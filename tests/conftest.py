@@ -18,6 +18,23 @@ def make_config(**options):
     return load_config({"device": "cpu", "pretrained": False, **options})
 
 
+def make_extractor(**options):
+    """An extractor through the Python API, on the CPU, random weights unless a checkpoint is given."""
+    from utils.extractor import Extractor
+
+    if options.get("weights_path"):
+        options.setdefault("pretrained", True)
+    return Extractor(make_config(**options))
+
+
+def network_for(feature_type: str, model_name: str) -> torch.nn.Module:
+    """A registered network with random weights, built from its checkpoint record."""
+    from models.registry import load_family
+
+    family = load_family(feature_type, f"models.{feature_type}")
+    return family.build_network(family.checkpoint(model_name))
+
+
 def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random parameters and BatchNorm statistics, so nothing sits at its init default."""
     generator = torch.Generator().manual_seed(seed)
@@ -32,11 +49,12 @@ def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return module
 
 
-def run_cli(*args, cwd=None):
-    """Runs main.py in a fresh process, as a user would."""
+def run_cli(*args, cwd=None, pythonpath=None):
+    """Runs main.py in a fresh process, as a user would (``pythonpath``: a folder of extra packages)."""
+    path = os.pathsep.join(str(p) for p in (pythonpath, ROOT) if p)
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": path},
     )
 
 

@@ -1,6 +1,7 @@
 """The command line and the shared pipeline, on R(2+1)D with a random checkpoint."""
 import os
 import pickle
+import re
 import shutil
 import urllib.error
 
@@ -9,8 +10,7 @@ import pytest
 import torch
 
 from main import main
-from models.r21d.extractor import ExtractR21D
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_config, run_cli
+from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, run_cli
 from utils.weights import WeightsError
 
 KEYS = ("r21d", "timestamps_ms", "fps")
@@ -35,7 +35,7 @@ def out_file(tmp_path, name, key, extension=".npy"):
 def test_numpy_pickle_and_the_python_api_give_the_same_outputs(cli, tmp_path, r21d_checkpoint):
     assert cli(f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "on_extraction=save_numpy")[0] == 0
     assert cli(f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "on_extraction=save_pickle")[0] == 0
-    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
     for path, name in ((SAMPLE_A, "a"), (SAMPLE_B, "b")):
         api = extractor.extract(path)
         for key in KEYS:
@@ -91,11 +91,11 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
         (["model_name=r3d_18"], "error: unknown model_name 'r3d_18' for feature_type=r21d; choose one of:"),
         (["stack_size=0"], "error: stack_size must be a positive integer or null, got 0"),
         (["step_size=-4"], "error: step_size must be a positive integer or null, got -4"),
-        (["stack_size=abc"], "error: stack_size must be a positive integer or null, got 'abc'"),
+        (["stack_size=abc"], "error: stack_size: Value 'abc' of type 'str' could not be converted to Integer"),
         (["batch_size=0"], "error: batch_size must be a positive integer, got 0"),
         (["decode_workers=0"], "error: decode_workers must be a positive integer or auto, got 0"),
         (["extraction_fps=0"], "error: extraction_fps must be a positive number or null, got 0"),
-        (["on_extraction=save_hdf5"], "error: on_extraction must be one of print, save_numpy, save_pickle"),
+        (["on_extraction=save_hdf5"], "error: on_extraction: Invalid value 'save_hdf5', expected one of [print, save_numpy, save_pickle]"),
         (["device=tpu"], "error: device must be auto, cpu, cuda or cuda:N"),
         (["precision=fp16"], "error: precision=fp16 needs a CUDA device"),
         (["video_paths=null"], "error: no videos given"),
@@ -126,10 +126,10 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
 
 @pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 8), ("cuda", 64, 8), ("cuda", 6, 3), ("cuda", 1, 1)])
 def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_half_the_cores(device, cores, workers, monkeypatch):
-    import utils.config
-    from utils.config import resolve_decode_workers
+    import utils.inference
+    from utils.inference import resolve_decode_workers
 
-    monkeypatch.setattr(utils.config, "usable_cores", lambda: cores)
+    monkeypatch.setattr(utils.inference, "usable_cores", lambda: cores)
     assert resolve_decode_workers("auto", torch.device(device)) == workers
     assert resolve_decode_workers(2, torch.device(device)) == 2
 
@@ -141,15 +141,19 @@ def test_help_lists_every_option_with_its_default():
     assert result.returncode == 0
     for option in OPTIONS:
         assert f"  {option} " in result.stdout
-    assert "[r2plus1d_18_16_kinetics]" in result.stdout and "batch_size" in result.stdout
+    assert "  r21d: r2plus1d_18_16_kinetics, " in result.stdout and "[./output]" in result.stdout
 
 
-def test_every_config_option_is_documented():
-    from omegaconf import OmegaConf
+def test_the_readme_lists_every_option_and_every_registered_model():
+    from models.registry import families
+    from utils.config import OPTIONS
 
-    from utils.config import OPTIONS, load_config
-
-    assert set(OmegaConf.to_container(load_config([]))) == set(OPTIONS)
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"\| option \| default \| meaning \|\n\|---\|---\|---\|\n((?:\|.*\n)+)", readme).group(1)
+    assert [row.split("|")[1].strip(" `") for row in table.splitlines()] == list(OPTIONS)
+    for family in families().values():
+        for checkpoint in family.checkpoints:
+            assert f"| `{checkpoint.name}`" in readme, checkpoint.name
 
 
 def test_equal_stems_in_different_folders_do_not_collide(cli, tmp_path):
@@ -171,8 +175,8 @@ def test_two_inputs_with_one_output_name_are_refused(cli, tmp_path):
 
 
 def test_batches_span_videos_and_give_the_same_features(r21d_checkpoint):
-    one = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
-    three = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, batch_size=3))
+    one = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
+    three = make_extractor(weights_path=r21d_checkpoint, pretrained=True, batch_size=3)
     singles = list(one.extract_many([SAMPLE_A, SAMPLE_B]))
     batched = list(three.extract_many([SAMPLE_A, SAMPLE_B]))  # 8 + 9 windows: one batch holds both videos
     for a, b in zip(singles, batched):
@@ -182,7 +186,7 @@ def test_batches_span_videos_and_give_the_same_features(r21d_checkpoint):
 
 
 def test_several_decoders_report_each_video_once_with_the_same_features(r21d_checkpoint, tmp_path, monkeypatch):
-    import models.base_extractor as base
+    import utils.decoder as base
 
     open_readers, most_open = set(), [0]
 
@@ -200,8 +204,8 @@ def test_several_decoders_report_each_video_once_with_the_same_features(r21d_che
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     paths = [SAMPLE_A, str(broken), SAMPLE_B]
-    one = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
-    parallel = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, decode_workers=3, batch_size=3))
+    one = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
+    parallel = make_extractor(weights_path=r21d_checkpoint, pretrained=True, decode_workers=3, batch_size=3)
     expected = {result.path: result for result in one.extract_many(paths)}
     most_open[0] = 0
     results = list(parallel.extract_many(paths))
@@ -220,9 +224,7 @@ def test_several_decoders_report_each_video_once_with_the_same_features(r21d_che
     [(5, 4, 4, 6), (5, 8, 4, 5), (10, 16, 16, 3), (2.5, 16, 16, 1)],
 )
 def test_windows_after_resampling(fps, stack, step, windows, r21d_checkpoint):
-    extractor = ExtractR21D(
-        make_config(weights_path=r21d_checkpoint, pretrained=True, extraction_fps=fps, stack_size=stack, step_size=step)
-    )
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True, extraction_fps=fps, stack_size=stack, step_size=step)
     outputs = extractor.extract(SAMPLE_A)  # 5.28 s: 26 frames at 5 fps, 53 at 10, 13 at 2.5
     assert outputs["r21d"].shape == (windows, 512)
     starts = np.arange(windows) * step / fps * 1000
@@ -232,7 +234,7 @@ def test_windows_after_resampling(fps, stack, step, windows, r21d_checkpoint):
 
 
 def test_a_video_shorter_than_one_window_gives_one_padded_window(r21d_checkpoint):
-    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, stack_size=200))
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True, stack_size=200)
     with pytest.warns(UserWarning, match="132 frames is shorter than one window of 200"):
         outputs = extractor.extract(SAMPLE_A)
     assert outputs["r21d"].shape == (1, 512)
@@ -243,10 +245,8 @@ def test_a_video_shorter_than_one_window_gives_one_padded_window(r21d_checkpoint
 @pytest.mark.parametrize("keep", [False, True])
 def test_reencode_method_deletes_its_temporary_file_unless_asked(keep, tmp_path, r21d_checkpoint):
     options = dict(weights_path=r21d_checkpoint, pretrained=True, extraction_fps=5, stack_size=4, step_size=4)
-    reencoded = ExtractR21D(
-        make_config(**options, fps_method="reencode", tmp_path=str(tmp_path / "tmp"), keep_tmp_files=keep)
-    ).extract(SAMPLE_A)
-    filtered = ExtractR21D(make_config(**options)).extract(SAMPLE_A)
+    reencoded = make_extractor(**options, fps_method="reencode", tmp_path=str(tmp_path / "tmp"), keep_tmp_files=keep).extract(SAMPLE_A)
+    filtered = make_extractor(**options).extract(SAMPLE_A)
     assert reencoded["r21d"].shape == filtered["r21d"].shape == (6, 512)
     np.testing.assert_array_equal(reencoded["timestamps_ms"], filtered["timestamps_ms"])
     # the same frames, but through a second lossy encode
@@ -281,7 +281,7 @@ def test_without_weights_offline_the_error_says_what_to_do(monkeypatch, tmp_path
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as error:
-        ExtractR21D(make_config(pretrained=True))
+        make_extractor(pretrained=True)
     message = str(error.value)
     for part in ("https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth",
                  str(tmp_path / "torch" / "hub" / "checkpoints" / "r2plus1d_18-91a641e6.pth"), "weights_path=", "pretrained=false"):
@@ -293,46 +293,48 @@ def test_a_checkpoint_in_the_hub_cache_is_used(monkeypatch, tmp_path, r21d_check
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     shutil.copy(r21d_checkpoint, tmp_path / "torch" / "hub" / "checkpoints" / "r2plus1d_18-91a641e6.pth")
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
-    extractor = ExtractR21D(make_config(pretrained=True))
-    assert torch.equal(extractor.network.fc.weight, torch.load(r21d_checkpoint)["fc.weight"])
+    extractor = make_extractor(pretrained=True)
+    assert torch.equal(extractor.inference.network.fc.weight, torch.load(r21d_checkpoint)["fc.weight"])
 
 
 def test_random_weights_only_on_request_and_with_a_warning():
     with pytest.warns(UserWarning, match="random weights"):
-        ExtractR21D(make_config(pretrained=False))
+        make_extractor(pretrained=False)
 
 
 def test_the_fast_path_gives_the_plain_path_features(r21d_checkpoint):
-    class Plain(ExtractR21D):
-        channels_last = False
-
     options = dict(weights_path=r21d_checkpoint, pretrained=True)
-    plain = Plain(make_config(**options)).extract(SAMPLE_B)
+    plain = make_extractor(**options)
+    plain.inference.network.to(memory_format=torch.contiguous_format)
+    plain.inference.channels_last = False
+    plain = plain.extract(SAMPLE_B)
     # channels_last_3d, torch.compile with frozen weights, and a padded last batch (9 windows in 2s)
-    fast = ExtractR21D(make_config(**options, compile=True, batch_size=2)).extract(SAMPLE_B)
+    fast = make_extractor(**options, compile=True, batch_size=2).extract(SAMPLE_B)
     np.testing.assert_allclose(fast["r21d"], plain["r21d"], atol=1e-5, rtol=0)
     np.testing.assert_array_equal(fast["timestamps_ms"], plain["timestamps_ms"])
 
 
 def test_a_preprocessing_failure_fails_that_video_alone(r21d_checkpoint):
-    class NoSmallFrames(ExtractR21D):
-        def preprocess(self, frames):
-            if frames.shape[2] < 1000:
-                raise ValueError("frames narrower than 1000 pixels")
-            return super().preprocess(frames)
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
+    preprocess = extractor.pipeline.decoding.preprocess
 
-    extractor = NoSmallFrames(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    def no_small_frames(frames):
+        if frames.shape[2] < 1000:
+            raise ValueError("frames narrower than 1000 pixels")
+        return preprocess(frames)
+
+    extractor.pipeline.decoding.preprocess = no_small_frames
     b, a = extractor.extract_many([SAMPLE_B, SAMPLE_A])  # b is 480 wide, a 1280
     assert b.error == "preprocessing failed: ValueError: frames narrower than 1000 pixels" and b.outputs is None
     assert a.error is None and a.outputs["r21d"].shape == (FRAME_COUNTS[SAMPLE_A] // 16, 512)
 
 
 def test_skipped_decoding_and_a_restart_give_the_plain_features(r21d_checkpoint, monkeypatch):
-    import models.base_extractor as base
+    import utils.decoder as base
     from utils.video import SkipMismatch
 
     # windows of 8 frames every 16: half the frames are in no window, so decoding skips some
-    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True, stack_size=8, step_size=16))
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True, stack_size=8, step_size=16)
     readers = []
 
     class Reader(base.VideoReader):

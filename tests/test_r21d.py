@@ -3,9 +3,7 @@ import pytest
 import torch
 from torchvision.models.video import R2Plus1D_18_Weights, r2plus1d_18
 
-from models.r21d.extractor import ExtractR21D
-from models.r21d.network import build_network
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_config, randomize
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
 from utils.weights import WeightsError
 
 
@@ -14,18 +12,18 @@ def test_r2plus1d_18_features_and_logits_equal_torchvision(r21d_checkpoint):
     reference.load_state_dict(torch.load(r21d_checkpoint))
     captured = {}
     reference.fc.register_forward_hook(lambda module, inputs, output: captured.update(features=inputs[0]))
-    extractor = ExtractR21D(make_config(feature_type="r21d", weights_path=r21d_checkpoint, pretrained=True))
+    extractor = make_extractor(feature_type="r21d", weights_path=r21d_checkpoint, pretrained=True)
     clips = torch.randn(2, 3, 16, 112, 112, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected_logits = reference(clips)
-        features, logits = extractor.forward(clips)
+        features, logits = extractor.inference.network(clips)
     assert features.shape == (2, 512)
     torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(features, captured["features"], atol=1e-5, rtol=0)
 
 
 def test_preprocessing_equals_torchvision_preset_on_float_frames():
-    extractor = ExtractR21D(make_config(feature_type="r21d"))
+    extractor = make_extractor(feature_type="r21d")
     frames = torch.randint(0, 256, (16, 270, 480, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     preset = R2Plus1D_18_Weights.KINETICS400_V1.transforms()
     # the preset takes (T, C, H, W); float input in [0, 1] makes it resize floats, as video_features does
@@ -35,7 +33,7 @@ def test_preprocessing_equals_torchvision_preset_on_float_frames():
 
 
 def test_ig65m_networks_have_the_release_layout():
-    network = build_network("r2plus1d_34_32_ig65m_ft_kinetics")
+    network = network_for("r21d", "r2plus1d_34_32_ig65m_ft_kinetics")
     state = network.state_dict()
     assert len(state) == 416
     assert sum(p.numel() for p in network.parameters()) == 63_697_175
@@ -49,17 +47,15 @@ def test_ig65m_networks_have_the_release_layout():
 
 
 def test_a_release_layout_checkpoint_loads_strict_through_weights_path(tmp_path):
-    release = randomize(build_network("r2plus1d_34_8_ig65m_ft_kinetics"), seed=3).state_dict()
+    release = randomize(network_for("r21d", "r2plus1d_34_8_ig65m_ft_kinetics"), seed=3).state_dict()
     path = tmp_path / "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth"
     torch.save(release, path)  # a bare state dict, as the release files are
-    extractor = ExtractR21D(
-        make_config(model_name="r2plus1d_34_8_ig65m_ft_kinetics", weights_path=str(path), pretrained=True)
-    )
-    loaded = extractor.network.state_dict()
+    extractor = make_extractor(model_name="r2plus1d_34_8_ig65m_ft_kinetics", weights_path=str(path), pretrained=True)
+    loaded = extractor.inference.network.state_dict()
     assert loaded.keys() == release.keys()
     assert all(torch.equal(loaded[k], release[k]) for k in release)
     assert extractor.plan.stack == extractor.plan.step == 8
-    features, logits = extractor.forward(torch.zeros(1, 3, 8, 112, 112))
+    features, logits = extractor.inference.network(torch.zeros(1, 3, 8, 112, 112))
     assert features.shape == (1, 512) and logits.shape == (1, 400)
 
 
@@ -70,12 +66,12 @@ def test_a_torchvision_layout_34_layer_checkpoint_is_refused(tmp_path):
     path = tmp_path / "wrong.pth"
     torch.save(plain.state_dict(), path)
     with pytest.raises(WeightsError, match=r"wrong\.pth does not fit this model: 18 wrong shape keys \(e\.g\. layer2\.0\.conv2\.0\.0\.weight"):
-        ExtractR21D(make_config(model_name="r2plus1d_34_32_ig65m_ft_kinetics", weights_path=str(path), pretrained=True))
+        make_extractor(model_name="r2plus1d_34_32_ig65m_ft_kinetics", weights_path=str(path), pretrained=True)
 
 
 @pytest.mark.parametrize("path", [SAMPLE_A, SAMPLE_B])
 def test_extracts_the_samples(path, r21d_checkpoint):
-    extractor = ExtractR21D(make_config(weights_path=r21d_checkpoint, pretrained=True))
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
     outputs = extractor.extract(path)
     fps = {SAMPLE_A: 25.0, SAMPLE_B: 30000 / 1001}[path]
     windows = FRAME_COUNTS[path] // 16

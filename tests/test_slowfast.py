@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from pytorchvideo.models import hub
 
 from main import main
-from models.slowfast.extractor import ExtractSlowFast, center_crop_geometry
-from models.slowfast.network import build_network, slow_pathway_indices
-from tests.conftest import SAMPLE_A, SAMPLE_B, make_config, randomize
+from models.slowfast import TUTORIAL
+from models.slowfast.network import slow_pathway_indices
+from tests.conftest import SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
 from utils.labels import kinetics400
 from utils.weights import WeightsError
 
@@ -63,14 +63,14 @@ def r50(tmp_path_factory):
 
 def test_r50_features_and_logits_equal_pytorchvideo(r50):
     reference, captured, checkpoint = r50
-    extractor = ExtractSlowFast(make_config(feature_type="slowfast", weights_path=checkpoint, pretrained=True))
+    extractor = make_extractor(feature_type="slowfast", weights_path=checkpoint, pretrained=True)
     # strict the other way round too: our state dict is pytorchvideo's
-    hub.slowfast_r50(pretrained=False).load_state_dict(extractor.network.state_dict(), strict=True)
+    hub.slowfast_r50(pretrained=False).load_state_dict(extractor.inference.network.state_dict(), strict=True)
     # the smallest input the head takes is 32x224x224; 224x256 leaves 1x2 pooled positions to average
     clips = torch.randn(1, 3, 32, 224, 256, generator=torch.Generator().manual_seed(0))
     original = clips.clone()
     with torch.inference_mode():
-        features, logits = extractor.forward(clips)
+        features, logits = extractor.inference.network(clips)
     assert torch.equal(clips, original)
     expected_logits = run_reference(reference, clips)
     assert captured["pooled"].shape == (1, 2304, 1, 1, 2)
@@ -83,13 +83,10 @@ def test_r101_equals_pytorchvideo_from_a_bare_state_dict(tmp_path):
     reference, captured = pytorchvideo_reference(hub.slowfast_r101, seed=2)
     path = tmp_path / "slowfast_r101.pth"
     torch.save(reference.state_dict(), path)  # a bare state dict loads too
-    extractor = ExtractSlowFast(
-        make_config(feature_type="slowfast", model_name="slowfast_r101", weights_path=str(path), pretrained=True)
-    )
-    assert sum(p.numel() for p in extractor.network.parameters()) == 62_826_968
+    extractor = make_extractor(feature_type="slowfast", model_name="slowfast_r101", weights_path=str(path), pretrained=True)
     clips = torch.randn(1, 3, 32, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        features, logits = extractor.forward(clips)
+        features, logits = extractor.inference.network(clips)
     expected_logits = run_reference(reference, clips)
     torch.testing.assert_close(features, captured["pooled"].flatten(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
@@ -97,7 +94,7 @@ def test_r101_equals_pytorchvideo_from_a_bare_state_dict(tmp_path):
 
 def test_16x8_r101_50_50_equals_pytorchvideo():
     reference, captured = pytorchvideo_reference(hub.slowfast_16x8_r101_50_50, seed=3)
-    ours = build_network("slowfast_16x8_r101_50_50").eval()
+    ours = network_for("slowfast", "slowfast_16x8_r101_50_50").eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     hub.slowfast_16x8_r101_50_50(pretrained=False).load_state_dict(ours.state_dict(), strict=True)
     state = ours.state_dict()
@@ -114,7 +111,7 @@ def test_16x8_r101_50_50_equals_pytorchvideo():
 
 
 def test_r50_layout():
-    network = build_network("slowfast_r50")
+    network = network_for("slowfast", "slowfast_r50")
     assert len(network.state_dict()) == 662
     assert sum(p.numel() for p in network.parameters()) == 34_566_488
     assert network.state_dict()["blocks.1.multipathway_fusion.conv_fast_to_slow.weight"].shape == (64, 32, 7, 1, 1)
@@ -136,7 +133,7 @@ def test_slow_pathway_indices():
 )
 def test_windows_are_subsampled_uniformly(model_name, stack, expected):
     with pytest.warns(UserWarning, match="random weights"):
-        extractor = ExtractSlowFast(make_config(feature_type="slowfast", model_name=model_name, stack_size=stack))
+        extractor = make_extractor(feature_type="slowfast", model_name=model_name, stack_size=stack)
     assert list(extractor.plan.offsets) == expected
     assert extractor.plan.stack == (stack or 2 * len(expected))
 
@@ -146,8 +143,8 @@ def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err == (
-        "error: stack_size=16 is too short for slowfast_r50: a window must hold at least 32 frames "
-        "(its temporal pooling spans 32 fast / 8 slow frames)\n"
+        "error: stack_size=16 is too short for slowfast_r50: a window must hold at least the 32 frames "
+        "the network sees\n"
     )
 
 
@@ -155,7 +152,7 @@ def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
 def test_preprocessing_equals_the_tutorial_on_odd_sized_frames(height, width):
     frames = torch.randint(0, 256, (4, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with pytest.warns(UserWarning, match="random weights"):
-        extractor = ExtractSlowFast(make_config(feature_type="slowfast"))
+        extractor = make_extractor(feature_type="slowfast")
     ours = extractor.preprocess(frames)  # (T, C, 256, 256)
     expected = tutorial_transform(frames.numpy(), num_frames=4)  # (C, T, 256, 256)
     torch.testing.assert_close(ours.permute(1, 0, 2, 3), expected, atol=1e-5, rtol=0)
@@ -163,9 +160,9 @@ def test_preprocessing_equals_the_tutorial_on_odd_sized_frames(height, width):
 
 def test_crop_offset_rounds_half_to_even_as_center_crop_video_does():
     # 255x456 -> 256x457: a margin of 201; CenterCropVideo's round(100.5) is 100 (uniform_crop's ceil: 101)
-    geometry = center_crop_geometry(255, 456)
+    geometry = TUTORIAL.geometry(255, 456)
     assert geometry.resize_hw == (256, 457) and geometry.top_left == (0, 100) and geometry.crop_hw == (256, 256)
-    assert center_crop_geometry(457, 255).top_left == (101, 0)
+    assert TUTORIAL.geometry(457, 255).top_left == (101, 0)
 
 
 def test_offline_without_weights_says_what_to_do_and_a_cached_file_is_used(monkeypatch, tmp_path, r50):
@@ -176,10 +173,10 @@ def test_offline_without_weights_says_what_to_do_and_a_cached_file_is_used(monke
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError, match="cannot download " + R50_URL.replace(".", r"\.")):
-        ExtractSlowFast(make_config(feature_type="slowfast", pretrained=True))
+        make_extractor(feature_type="slowfast", pretrained=True)
     shutil.copy(r50[2], tmp_path / "torch" / "hub" / "checkpoints" / "SLOWFAST_8x8_R50.pyth")
-    extractor = ExtractSlowFast(make_config(feature_type="slowfast", pretrained=True))
-    assert torch.equal(extractor.network.blocks[6].proj.weight, r50[0].blocks[6].proj.weight)
+    extractor = make_extractor(feature_type="slowfast", pretrained=True)
+    assert torch.equal(extractor.inference.network.blocks[6].proj.weight, r50[0].blocks[6].proj.weight)
 
 
 def test_end_to_end_on_the_samples_with_show_pred(r50, tmp_path, capsys):

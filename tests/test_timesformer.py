@@ -13,11 +13,16 @@ from safetensors.torch import save_file
 from transformers import TimesformerConfig, TimesformerForVideoClassification
 
 from main import main
-from models.timesformer.extractor import ExtractTimeSformer, linspace_offsets, segment_offsets
+from models.registry import load_family
 from models.timesformer.network import TimeSformer, from_hf_layout
-from tests.conftest import SAMPLE_B, make_config, randomize
+from tests.conftest import SAMPLE_B, make_config, make_extractor, randomize
+from utils.extractor import Extractor
 from utils.labels import kinetics400
+from utils.run import Run
 from utils.weights import WeightsError, hub_cache_path, load_strict
+from utils.windows import linspace_offsets, segment_middle_offsets
+
+TIMESFORMER = load_family("timesformer", "models.timesformer")
 
 SMALL = dict(patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
 
@@ -74,19 +79,20 @@ def e2e_output(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def official_extractor(official_file, e2e_output) -> ExtractTimeSformer:
+def official_extractor(official_file, e2e_output) -> Extractor:
     cfg = make_config(
         feature_type="timesformer", weights_path=official_file, pretrained=True,
-        stack_size=64, step_size=64, batch_size=2,
+        stack_size=64, step_size=64, batch_size=2, video_paths=[SAMPLE_B],
         show_pred=True, on_extraction="save_numpy", output_path=str(e2e_output),
     )
-    return ExtractTimeSformer(cfg)
+    extractor = Extractor(cfg)
+    extractor.cfg = cfg  # for the end-to-end run
+    return extractor
 
 
 def test_the_network_has_the_official_layout(official_extractor):
-    state = official_extractor.network.state_dict()
+    state = official_extractor.inference.network.state_dict()
     assert len(state) == 249
-    assert sum(p.numel() for p in official_extractor.network.parameters()) == 121_566_352
     assert state["pos_embed"].shape == (1, 197, 768) and state["time_embed"].shape == (1, 8, 768)
     assert state["blocks.11.temporal_fc.weight"].shape == (768, 768)
     assert state["blocks.0.attn.qkv.bias"].shape == (2304,)
@@ -94,7 +100,7 @@ def test_the_network_has_the_official_layout(official_extractor):
 
 
 def test_an_official_pyth_loads_strict_through_weights_path(official_extractor, official_state):
-    loaded = official_extractor.network.state_dict()
+    loaded = official_extractor.inference.network.state_dict()
     assert loaded.keys() == official_state.keys()
     assert all(torch.equal(loaded[k], official_state[k]) for k in official_state)
     white = torch.full((1, 224, 224, 3), 255, dtype=torch.uint8)
@@ -102,9 +108,9 @@ def test_an_official_pyth_loads_strict_through_weights_path(official_extractor, 
 
 
 def test_an_hf_checkpoint_equals_transformers_at_8_frames_224_and_switches_normalisation(hf_base, hf_file):
-    extractor = ExtractTimeSformer(make_config(feature_type="timesformer", weights_path=hf_file, pretrained=True))
+    extractor = make_extractor(feature_type="timesformer", weights_path=hf_file, pretrained=True)
     clips = clip(8, 224)
-    features, logits = extractor.infer(clips)
+    features, logits = extractor.inference(clips)
     expected_features, expected_logits = hf_features_and_logits(hf_base, clips)
     assert features.shape == (1, 768) and logits.shape == (1, 400)
     torch.testing.assert_close(features, expected_features, atol=1e-5, rtol=0)
@@ -116,9 +122,7 @@ def test_an_hf_checkpoint_equals_transformers_at_8_frames_224_and_switches_norma
 def test_a_checkpoint_of_another_head_is_refused(official_file):
     refusal = r"does not fit this model: 2 wrong shape keys \(e\.g\. head\.weight, head\.bias\)"
     with pytest.raises(WeightsError, match=refusal):
-        ExtractTimeSformer(
-            make_config(model_name="timesformer_divst_8x32_224_k600", weights_path=official_file, pretrained=True)
-        )
+        make_extractor(feature_type="timesformer", model_name="timesformer_divst_8x32_224_k600", weights_path=official_file, pretrained=True)
 
 
 # ---- small random configs: the official interpolation at another T and another crop ---------------
@@ -169,21 +173,21 @@ def test_a_larger_crop_resizes_the_position_grid_nearest():
 def test_kinetics_windows_take_linspace_frames():
     # linspace(0, 255, 8) = 0, 36.4, 72.9, 109.3, 145.7, 182.1, 218.6, 255, truncated
     assert linspace_offsets(256, 8) == [0, 36, 72, 109, 145, 182, 218, 255]
-    assert ExtractTimeSformer.models["timesformer_divst_8x32_224_k400"].stack_size == 256
-    assert ExtractTimeSformer.models["timesformer_divst_96x4_224_k600"].stack_size == 384
-    assert ExtractTimeSformer.models["timesformer_divst_16x16_448_k400"].step_size == 256
+    assert TIMESFORMER.checkpoint("timesformer_divst_8x32_224_k400").stack_size == 256
+    assert TIMESFORMER.checkpoint("timesformer_divst_96x4_224_k600").stack_size == 384
+    assert TIMESFORMER.checkpoint("timesformer_divst_16x16_448_k400").step_size == 256
 
 
 def test_ssv2_windows_take_the_middle_frame_of_each_segment():
     # segment size 127 / 8 = 15.875; bounds round to 0 16 32 48 64 79 95 111 127 (63.5 -> 64)
-    assert segment_offsets(128, 8) == [8, 24, 40, 56, 71, 87, 103, 119]
+    assert segment_middle_offsets(128, 8) == [8, 24, 40, 56, 71, 87, 103, 119]
     # segment size 9 / 4 = 2.25: 4.5 rounds to 4 (half to even, as numpy's round in the official loader)
-    assert segment_offsets(10, 4) == [1, 3, 5, 8]
-    assert ExtractTimeSformer.models["timesformer_divst_64_224_ssv2"].stack_size == 128
+    assert segment_middle_offsets(10, 4) == [1, 3, 5, 8]
+    assert TIMESFORMER.checkpoint("timesformer_divst_64_224_ssv2").stack_size == 128
 
 
 def test_ssv2_models_see_bgr_and_name_their_174_classes():
-    extractor = ExtractTimeSformer(make_config(model_name="timesformer_divst_8_224_ssv2"))
+    extractor = make_extractor(feature_type="timesformer", model_name="timesformer_divst_8_224_ssv2")
     assert extractor.plan.offsets == (8, 24, 40, 56, 71, 87, 103, 119)
     red = torch.zeros(1, 224, 224, 3, dtype=torch.uint8)
     red[..., 0] = 255
@@ -195,7 +199,7 @@ def test_ssv2_models_see_bgr_and_name_their_174_classes():
 
 
 def test_k600_class_names():
-    classes = ExtractTimeSformer(make_config(model_name="timesformer_divst_8x32_224_k600")).class_names()
+    classes = make_extractor(feature_type="timesformer", model_name="timesformer_divst_8x32_224_k600").class_names()
     assert len(classes) == 600 and classes == sorted(classes) and len(set(classes)) == 600
     assert "eating spaghetti" in classes
 
@@ -214,15 +218,15 @@ def test_a_window_shorter_than_the_network_frames_is_refused_at_start_up(capsys)
     err = capsys.readouterr().err
     assert code == 2
     assert err.splitlines() == [
-        "error: stack_size=4 is too short for timesformer_divst_8x32_224_k400: a window must hold at least 8 frames "
-        "(the network sees 8 distinct frames per window)"
+        "error: stack_size=4 is too short for timesformer_divst_8x32_224_k400: a window must hold at least the 8 "
+        "frames the network sees"
     ]
 
 
 # ---- end to end ----------------------------------------------------------------------------------
 def test_extracts_a_sample_with_predictions(official_extractor, e2e_output, capsys):
     assert official_extractor.plan.offsets == (0, 9, 18, 27, 36, 45, 54, 63)  # linspace(0, 63, 8)
-    summary = official_extractor.run([SAMPLE_B])
+    summary = Run(official_extractor.cfg, official_extractor)()
     assert (summary.extracted, summary.failed) == (1, 0)
     folder = e2e_output / "timesformer" / "timesformer_divst_8x32_224_k400"
     features = np.load(folder / "b_timesformer.npy")
@@ -242,6 +246,5 @@ def test_extracts_a_sample_with_predictions(official_extractor, e2e_output, caps
 
 
 def test_the_official_weights_are_cached_under_their_release_name():
-    url = ExtractTimeSformer.models["timesformer_divst_8x32_224_k400"].weights_url
-    assert url == "https://www.dropbox.com/s/g5t24we9gl5yk88/TimeSformer_divST_8x32_224_K400.pyth?dl=1"
+    url = TIMESFORMER.checkpoint("timesformer_divst_8x32_224_k400").url  # a Dropbox link ending in ?dl=1
     assert hub_cache_path(url).endswith("/checkpoints/TimeSformer_divST_8x32_224_K400.pyth")

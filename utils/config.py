@@ -1,73 +1,114 @@
-"""Loading and checking the configuration.
+"""The options: one typed declaration (a dataclass in Hydra's ConfigStore), their checks and --help.
 
-Options are composed by Hydra from ``configs/`` (the primary config plus the ``feature_type``
-group), with Hydra's override syntax on the command line. Composition goes through Hydra's
-compose API rather than ``@hydra.main`` so that a run writes no ``outputs/`` folder, does not
-change directory, and a bad option ends with one clear line instead of a stack trace.
+``configs/config.yaml`` composes this schema with the ``feature_type`` group; OmegaConf checks
+every value's type when it is set. What types cannot say (positive numbers, options that exclude
+each other) ``check_config`` says, in one line that names the option.
 """
+import dataclasses
 import os
 import re
-from typing import Iterable, Union
+import shutil
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Optional, Union
 
-import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
-
-from utils.output import ON_EXTRACTION
+from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-# Every option with its meaning; --help and the README's table come from here.
-OPTIONS = {
-    "feature_type": "r21d | slowfast | timesformer",
-    "model_name": "the network (see 'Models' below); default: the feature type's first model",
-    "stack_size": "frames per window; null = the model's default",
-    "step_size": "frames from one window's start to the next; null = the model's default",
-    "extraction_fps": "resample the video to this rate before cutting windows; null = its own rate",
-    "fps_method": "filter: FFmpeg's fps filter inside this process | reencode: ffmpeg CLI re-encode into tmp_path",
-    "device": "auto (cuda if present, else cpu) | cpu | cuda | cuda:N",
-    "precision": "fp32 | bf16 | fp16 autocast (fp16 on CUDA only, bf16 also on CPUs with AVX512-BF16 or AMX)",
-    "batch_size": "windows per forward pass (windows of consecutive videos share batches)",
-    "decode_workers": "videos decoded at once, each in its own thread | auto: 1 on a CPU, half the cores (at most 8) on a GPU",
-    "compile": "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s",
-    "on_extraction": "print | save_numpy | save_pickle",
-    "output_path": "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl",
-    "tmp_path": "where fps_method=reencode writes its re-encoded copies",
-    "keep_tmp_files": "keep those copies",
-    "video_paths": "a video path or a list [a.mp4,b.mp4]",
-    "file_with_video_paths": "a text file with one video path per line",
-    "show_pred": "print the top-5 classes of every window",
-    "weights_path": "a local checkpoint file (or hf://owner/repo for TimeSformer) instead of the official download",
-    "pretrained": "false = random weights, for testing only (the features are meaningless)",
-}
 
 
 class ConfigError(ValueError):
     """A bad option. The message is one line and names the option."""
 
 
-def _describe_hydra_error(error: Exception) -> str:
-    text = str(error)
-    match = re.search(r"Could not override '([^']+)'", text)
-    if match and "not in struct" in str(error.__cause__ or ""):
-        return f"unknown option '{match.group(1)}' (see python main.py --help)"
+class FpsMethod(str, Enum):
+    filter = "filter"
+    reencode = "reencode"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class OnExtraction(str, Enum):
+    print = "print"
+    save_numpy = "save_numpy"
+    save_pickle = "save_pickle"
+
+
+def option(default: Any, meaning: str):
+    return field(default=default, metadata={"help": meaning})
+
+
+@dataclass
+class ExtractionConfig:
+    feature_type: str = option("r21d", "the network family: a config of configs/feature_type/ (see Models below)")
+    model_name: Optional[str] = option(None, "the network (see Models below); null = the feature type's first model")
+    stack_size: Optional[int] = option(None, "frames per window; null = the model's default")
+    step_size: Optional[int] = option(None, "frames from one window's start to the next; null = the model's default")
+    extraction_fps: Optional[float] = option(None, "resample the video to this rate before cutting windows; null = its own rate")
+    fps_method: FpsMethod = option(
+        FpsMethod.filter, "filter: FFmpeg's fps filter inside this process | reencode: ffmpeg CLI re-encode into tmp_path"
+    )
+    device: str = option("auto", "auto (cuda if present, else cpu) | cpu | cuda | cuda:N")
+    precision: Precision = option(
+        Precision.fp32, "fp32 | bf16 | fp16 autocast (fp16 on CUDA only, bf16 also on CPUs with AVX512-BF16 or AMX)"
+    )
+    batch_size: int = option(1, "windows per forward pass (windows of consecutive videos share batches)")
+    decode_workers: Union[int, str] = option(
+        "auto", "videos decoded at once, each in its own thread | auto: 1 on a CPU, half the cores (at most 8) on a GPU"
+    )
+    compile: bool = option(False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
+    on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
+    output_path: str = option("./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
+    tmp_path: str = option("./tmp", "where fps_method=reencode writes its re-encoded copies")
+    keep_tmp_files: bool = option(False, "keep those copies")
+    video_paths: Any = option(None, "a video path or a list [a.mp4,b.mp4]")
+    file_with_video_paths: Optional[str] = option(None, "a text file with one video path per line")
+    show_pred: bool = option(False, "print the top-5 classes of every window")
+    weights_path: Optional[str] = option(
+        None, "a local checkpoint file (or hf://owner/repo for TimeSformer) instead of the official download"
+    )
+    pretrained: bool = option(True, "false = random weights, for testing only (the features are meaningless)")
+    model_package: str = option("models.r21d", "the Python package that registers the feature type (set by its config)")
+
+
+ConfigStore.instance().store(name="extraction_schema", node=ExtractionConfig)
+OPTIONS = {f.name: f.metadata["help"] for f in dataclasses.fields(ExtractionConfig)}
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's and OmegaConf's errors as one line naming the option."""
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None)
+        message = str(cause).splitlines()[0]
+        if "not in struct" in str(cause) or "Key '" in message and "not in" in message:
+            return f"unknown option '{key}' (see python main.py --help)"
+        return f"{key}: {message}" if key else message
+    text = str(error).strip()
     match = re.search(r"Could not find '([^/']+)/([^']+)'", text)
-    if match:
-        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
-        return f"unknown {match.group(1)} '{match.group(2)}'; choose one of: {', '.join(options)}"
-    return text.strip().splitlines()[0]
+    if match:  # an unknown choice of a config group: name the choices
+        choices = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        return f"unknown {match.group(1)} '{match.group(2)}'; choose one of: {', '.join(choices)}"
+    return text.splitlines()[0]
 
 
 def load_config(overrides: Union[Iterable[str], dict] = ()) -> DictConfig:
-    """Composes the configuration from Hydra overrides ("key=value" strings, or a dict of them)."""
+    """The configuration for Hydra overrides ("key=value" strings, or a dict of them), checked."""
     if isinstance(overrides, dict):
         overrides = [f"{key}={_hydra_value(value)}" for key, value in overrides.items()]
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
-    except HydraException as error:
-        raise ConfigError(_describe_hydra_error(error)) from None
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_one_line(error)) from None
     check_config(cfg)
     return cfg
 
@@ -77,6 +118,8 @@ def _hydra_value(value) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_hydra_value(v) for v in value) + "]"
     if isinstance(value, str):
@@ -84,93 +127,25 @@ def _hydra_value(value) -> str:
     return str(value)
 
 
-def _positive_int(cfg, key: str, also: tuple = ()) -> None:
-    """A positive integer, or one of the values in ``also`` (e.g. None, "auto")."""
+def _positive(cfg: DictConfig, key: str, kind: type = int, also: tuple = (None,)) -> None:
     value = cfg[key]
-    if value in also:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if value not in also and not (isinstance(value, kind) and not isinstance(value, bool) and value > 0):
         others = "".join(f" or {'null' if other is None else other}" for other in also)
-        raise ConfigError(f"{key} must be a positive integer{others}, got {value!r}")
-
-
-def _bool(cfg, key: str) -> None:
-    if not isinstance(cfg[key], bool):
-        raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
-
-
-def _choice(cfg, key: str, choices: Iterable[str]) -> None:
-    if cfg[key] not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {cfg[key]!r}")
+        noun = "integer" if kind is int else "number"
+        raise ConfigError(f"{key} must be a positive {noun}{others}, got {value!r}")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Checks every option that does not depend on the model; raises ConfigError."""
-    _positive_int(cfg, "stack_size", also=(None,))
-    _positive_int(cfg, "step_size", also=(None,))
-    _positive_int(cfg, "batch_size")
-    _positive_int(cfg, "decode_workers", also=("auto",))
-    fps = cfg.extraction_fps
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
-        raise ConfigError(f"extraction_fps must be a positive number or null, got {fps!r}")
-    _choice(cfg, "fps_method", ("filter", "reencode"))
-    _choice(cfg, "on_extraction", ON_EXTRACTION)
-    _choice(cfg, "precision", ("fp32", "bf16", "fp16"))
-    for key in ("keep_tmp_files", "show_pred", "pretrained", "compile"):
-        _bool(cfg, key)
+    """What the option types cannot say; raises ConfigError."""
+    _positive(cfg, "stack_size")
+    _positive(cfg, "step_size")
+    _positive(cfg, "extraction_fps", kind=float)
+    _positive(cfg, "batch_size", also=())
+    _positive(cfg, "decode_workers", also=("auto",))
     if cfg.weights_path is not None and not cfg.pretrained:
         raise ConfigError("weights_path and pretrained=false contradict each other; give one of them")
-    device = resolve_device(cfg.device)
-    if device.type == "cpu" and cfg.precision == "fp16":
-        raise ConfigError("precision=fp16 needs a CUDA device (a CPU emulates it: 128x slower); on a CPU use bf16 or fp32")
-    if device.type == "cpu" and cfg.precision == "bf16" and not cpu_has_bf16_units():
-        raise ConfigError(
-            "precision=bf16: this CPU has no AVX512-BF16 or AMX units, without which bf16 runs dozens of times "
-            "slower than fp32; use precision=fp32 or a CUDA device"
-        )
-    if cfg.fps_method == "reencode" and cfg.extraction_fps is not None:
-        from utils.video import ffmpeg_available
-
-        if not ffmpeg_available():
-            raise ConfigError("fps_method=reencode needs the ffmpeg program on PATH")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a cluster job's share, not the whole machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def resolve_decode_workers(value, device: torch.device) -> int:
-    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU half the cores (at most 8):
-    one decoder cannot keep a GPU busy, and the other half goes to FFmpeg's threads in each."""
-    if value != "auto":
-        return value
-    return 1 if device.type == "cpu" else max(1, min(8, usable_cores() // 2))
-
-
-def cpu_has_bf16_units() -> bool:
-    """Whether this CPU computes bf16 natively. Without the units oneDNN emulates it: 84x slower than
-    fp32 on an AVX2-only EPYC, where with AVX512-BF16 it is 2x faster (README, Precision)."""
-    capabilities = torch.cpu.get_capabilities()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
-
-
-def resolve_device(name) -> torch.device:
-    """'auto' -> cuda if present, else cpu; fails on devices this machine does not have."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(str(name))
-    except RuntimeError:
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={name}: CUDA is not available on this machine (use device=cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
-    return device
+    if cfg.fps_method == FpsMethod.reencode and cfg.extraction_fps is not None and shutil.which("ffmpeg") is None:
+        raise ConfigError("fps_method=reencode needs the ffmpeg program on PATH")
 
 
 def video_paths(cfg: DictConfig) -> list[str]:
@@ -194,21 +169,29 @@ def video_paths(cfg: DictConfig) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def help_text(models: dict[str, list[str]]) -> str:
-    defaults = load_config([])
+def help_text(cfg: DictConfig) -> str:
+    """--help: every option with its meaning and its value in ``cfg``, then the models."""
+    from models.registry import families
+
     lines = [
         "Extracts per-window video features with R(2+1)D, SlowFast or TimeSformer.",
         "",
-        "usage: python main.py [option=value ...]   (Hydra override syntax)",
+        "usage: python main.py [option=value ...]        (Hydra's override syntax)",
+        "       python main.py -m option=a,b ...          (a sweep: one job per value)",
         "  e.g. python main.py feature_type=r21d video_paths=[./sample/a.mp4] on_extraction=save_numpy",
+        "  quote values with spaces, commas or '=': 'video_paths=[\"my clip.mp4\"]', or use file_with_video_paths",
         "",
-        "Options (default in brackets):",
+        "Options (value now in brackets):",
     ]
     width = max(map(len, OPTIONS))
     for key, meaning in OPTIONS.items():
-        default = OmegaConf.to_yaml({key: defaults[key]}).split(":", 1)[1].strip()
-        lines.append(f"  {key:<{width}}  {meaning} [{default}]")
+        value = OmegaConf.to_yaml({key: cfg[key]}).split(":", 1)[1].strip()
+        lines.append(f"  {key:<{width}}  {meaning} [{value}]")
     lines += ["", "Models (the first is the default):"]
-    for feature_type, names in models.items():
-        lines.append(f"  {feature_type}: {', '.join(names)}")
+    for feature_type, family in families().items():
+        lines.append(f"  {feature_type}: {', '.join(c.name for c in family.checkpoints)}")
+    lines += ["", "Hydra's own flags: python main.py --hydra-help; the resolved config: python main.py --cfg job"]
     return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("extractor_help", lambda *, _root_: help_text(_root_), replace=True)

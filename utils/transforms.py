@@ -10,7 +10,7 @@ reference order of operations to float rounding (tests/test_transforms.py checks
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 
@@ -31,15 +31,33 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(math.floor(width / height * size))
 
 
-def short_side_center_crop(height: int, width: int, size: int, crop: int, round_offset: Callable[[float], int]) -> ResizeCrop:
-    """Short side scaled to ``size`` (long side floored), then the centre ``crop`` square.
+@dataclass(frozen=True)
+class Preprocessing:
+    """A checkpoint's spatial preprocessing, as data: resize, centre crop, normalise, channel order.
 
-    ``round_offset`` turns the half-margin into the crop's corner: the references differ there
-    (torchvision's centre crop uses Python's round, PySlowFast's ``uniform_crop`` ceil).
+    ``resize`` is an exact (h, w) (aspect not kept, torchvision's video preset) or the short side's
+    length (long side floored, pytorchvideo and PySlowFast). ``crop_offset`` turns the half-margin
+    into the crop's corner: the references differ there (torchvision's centre crop uses Python's
+    round, PySlowFast's ``uniform_crop`` ceil).
     """
-    resized = short_side_size(height, width, size)
-    top_left = tuple(int(round_offset((side - crop) / 2)) for side in resized)
-    return ResizeCrop(resize_hw=resized, top_left=top_left, crop_hw=(crop, crop))
+
+    resize: Union[int, tuple[int, int]]
+    crop: int
+    crop_offset: Callable[[float], int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    bgr: bool = False  # the network was trained on BGR frames
+
+    def geometry(self, height: int, width: int) -> ResizeCrop:
+        """The resize and the centre crop of a ``height`` x ``width`` frame."""
+        resized = self.resize if isinstance(self.resize, tuple) else short_side_size(height, width, self.resize)
+        top_left = tuple(int(self.crop_offset((side - self.crop) / 2)) for side in resized)
+        return ResizeCrop(resize_hw=resized, top_left=top_left, crop_hw=(self.crop, self.crop))
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB frames -> (N, 3, crop, crop) float network input."""
+        _, height, width, _ = frames.shape
+        return resize_crop_normalize(frames, self.geometry(height, width), self.mean, self.std, self.bgr)
 
 
 def _bilinear_taps(in_size: int, out_size: int, start: int, length: int):
@@ -75,11 +93,13 @@ def _resize_constants(in_hw: tuple[int, int], geometry: ResizeCrop, mean: tuple,
     return tuple(tensor.to(device) for tensor in constants)
 
 
-def resize_crop_normalize(frames: torch.Tensor, geometry: ResizeCrop, mean: tuple, std: tuple) -> torch.Tensor:
+def resize_crop_normalize(
+    frames: torch.Tensor, geometry: ResizeCrop, mean: tuple, std: tuple, bgr: bool = False
+) -> torch.Tensor:
     """(N, H, W, 3) uint8 frames -> (N, 3, crop_h, crop_w) float32, scaled to [0, 1] and normalised.
 
     Equal, to float rounding, to: float / 255 -> bilinear resize to ``resize_hw`` (align_corners
-    False, no antialias) -> crop -> (x - mean) / std.
+    False, no antialias) -> crop -> channels reversed if ``bgr`` -> (x - mean) / std.
     """
     _, in_h, in_w, _ = frames.shape
     crop_h, crop_w = geometry.crop_hw
@@ -90,4 +110,6 @@ def resize_crop_normalize(frames: torch.Tensor, geometry: ResizeCrop, mean: tupl
     rows = pixels[:, :, :crop_w] * (1 - wx) + pixels[:, :, crop_w:] * wx
     out = rows[:, :crop_h] * (1 - wy) + rows[:, crop_h:] * wy
     out = out.permute(0, 3, 1, 2)
+    if bgr:
+        out = out.flip(1)
     return ((out - mean) / std).contiguous()

@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator, Optional

@@ -95,3 +95,14 @@ def load_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:
                 parts.append(f"{len(keys)} {label} keys (e.g. {', '.join(keys[:3])})")
         raise WeightsError(f"{source} does not fit this model: {'; '.join(parts)}")
     module.load_state_dict(state_dict, strict=True)
+
+
+def build_with_weights(family, checkpoint, weights_path: Optional[str], pretrained: bool):
+    """The family's network for ``checkpoint`` with its weights (or random ones on request), and the
+    checkpoint record that describes them: a file in another layout may bring its own preprocessing."""
+    network = family.build_network(checkpoint)
+    path = resolve_checkpoint(checkpoint.url, weights_path, pretrained, checkpoint.sha256_prefix)
+    if path is not None:
+        state, checkpoint = family.read_state(load_state_file(path), checkpoint)
+        load_strict(network, state, path)
+    return network, checkpoint

@@ -13,6 +13,33 @@ from typing import Optional
 import torch
 
 
+def linspace_offsets(stack: int, frames: int) -> list[int]:
+    """``frames`` indices spread evenly over [0, stack - 1], truncated (pytorchvideo's
+    UniformTemporalSubsample, TimeSformer's Kinetics test sampling)."""
+    return torch.linspace(0, stack - 1, frames).long().tolist()
+
+
+def segment_middle_offsets(stack: int, frames: int) -> list[int]:
+    """The middle frame of each of ``frames`` equal segments of the window (TimeSformer's SSv2
+    loader, with numpy's round (half to even) and Python's round alike)."""
+    size = (stack - 1) / frames
+    return [(round(size * i) + round(size * (i + 1))) // 2 for i in range(frames)]
+
+
+SAMPLINGS = {"linspace": linspace_offsets, "segment_middle": segment_middle_offsets}
+
+
+def network_offsets(stack: int, num_frames: Optional[int], sampling: str) -> tuple[int, ...]:
+    """The frames of a window the network sees: all of them, or ``num_frames`` picked by ``sampling``.
+
+    Raises ValueError when the window is shorter than the frames the network needs."""
+    if num_frames is None:
+        return tuple(range(stack))
+    if stack < num_frames:
+        raise ValueError(f"a window must hold at least the {num_frames} frames the network sees")
+    return tuple(SAMPLINGS[sampling](stack, num_frames))
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     stack: int

@@ -7,10 +7,21 @@ from what torchvision's VideoResNet would build in two ways, and load strictly o
   2-4 (288, 576, 1152 instead of 230, 460, 921);
 - Caffe2's BatchNorm epsilon is 1e-3, not 1e-5.
 """
-import torch
 from torch import nn
-from torchvision.models.video import r2plus1d_18
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
+
+
+class R2Plus1D(VideoResNet):
+    """torchvision's VideoResNet with (2+1)D convs, whose forward gives the features too:
+    (B, 3, T, 112, 112) -> (the 512-d input of ``fc``, the Kinetics-400 logits)."""
+
+    def __init__(self, layers: list[int]):
+        super().__init__(block=BasicBlock, conv_makers=[Conv2Plus1D] * 4, layers=layers, stem=R2Plus1dStem)
+
+    def forward(self, clips):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(clips)))))
+        features = self.avgpool(x).flatten(1)
+        return features, self.fc(features)
 
 
 def _midplanes(in_planes: int, out_planes: int) -> int:
@@ -18,10 +29,8 @@ def _midplanes(in_planes: int, out_planes: int) -> int:
     return in_planes * out_planes * 27 // (in_planes * 9 + 3 * out_planes)
 
 
-def r2plus1d_34_ig65m(num_classes: int = 400) -> VideoResNet:
-    network = VideoResNet(
-        block=BasicBlock, conv_makers=[Conv2Plus1D] * 4, layers=[3, 4, 6, 3], stem=R2Plus1dStem, num_classes=num_classes
-    )
+def r2plus1d_34_ig65m() -> R2Plus1D:
+    network = R2Plus1D(layers=[3, 4, 6, 3])
     for layer in (network.layer2, network.layer3, network.layer4):
         planes = layer[0].conv2[0][0].in_channels
         layer[0].conv2[0] = Conv2Plus1D(planes, planes, _midplanes(planes, planes))
@@ -31,15 +40,11 @@ def r2plus1d_34_ig65m(num_classes: int = 400) -> VideoResNet:
     return network
 
 
-def build_network(model_name: str) -> VideoResNet:
-    if model_name.startswith("r2plus1d_18"):
-        return r2plus1d_18(weights=None)
-    return r2plus1d_34_ig65m()
+ARCHITECTURES = {
+    "r2plus1d_18": lambda: R2Plus1D(layers=[2, 2, 2, 2]),  # torchvision's r2plus1d_18
+    "r2plus1d_34_ig65m": r2plus1d_34_ig65m,
+}
 
 
-def features_and_logits(network: VideoResNet, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 3, T, 112, 112) -> the 512-d input of ``fc`` and the Kinetics-400 logits."""
-    x = network.stem(clips)
-    x = network.layer4(network.layer3(network.layer2(network.layer1(x))))
-    features = network.avgpool(x).flatten(1)
-    return features, network.fc(features)
+def build_network(checkpoint) -> R2Plus1D:
+    return ARCHITECTURES[checkpoint.architecture]()

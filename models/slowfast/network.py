@@ -211,5 +211,5 @@ class SlowFast(nn.Module):
         return features, self.blocks[6].proj(features)
 
 
-def build_network(model_name: str) -> SlowFast:
-    return SlowFast(CONFIGS[model_name])
+def build_network(checkpoint) -> SlowFast:
+    return SlowFast(CONFIGS[checkpoint.architecture])

@@ -1,0 +1,81 @@
+"""The Python API: a configured extractor, ready to run on videos.
+
+    from utils.config import load_config
+    from utils.extractor import build_extractor
+
+    extractor = build_extractor(load_config({"feature_type": "r21d", "pretrained": False}))
+    outputs = extractor.extract("sample/a.mp4")
+
+It joins the three parts: the model (a registered family's checkpoint and its network), the
+pipeline that feeds it, and the options of a config.
+"""
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+from omegaconf import DictConfig
+
+from models.registry import load_family
+from utils.config import ConfigError
+from utils.decoder import Decoding
+from utils.inference import Inference, check_precision, resolve_decode_workers, resolve_device
+from utils.labels import class_names
+from utils.pipeline import Pipeline, VideoResult
+from utils.weights import build_with_weights
+from utils.windows import WindowPlan, network_offsets
+
+
+class ExtractionError(Exception):
+    """A video could not be extracted. The message is one line that names the cause."""
+
+
+class Extractor:
+    def __init__(self, cfg: DictConfig):
+        try:
+            self.family = load_family(cfg.feature_type, cfg.model_package)
+            checkpoint = self.family.checkpoint(cfg.model_name)
+        except KeyError as error:
+            raise ConfigError(error.args[0]) from None
+        stack = cfg.stack_size or checkpoint.stack_size
+        step = cfg.step_size or checkpoint.step_size
+        try:
+            offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
+        except ValueError as error:
+            raise ConfigError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
+        self.device = resolve_device(cfg.device)
+        check_precision(cfg.precision, self.device)  # before any download
+        network, self.checkpoint = build_with_weights(self.family, checkpoint, cfg.weights_path, cfg.pretrained)
+        self.inference = Inference(network, self.device, cfg.precision, self.family.channels_last, cfg.compile)
+        self.feature_type = self.family.feature_type
+        self.model_name = self.checkpoint.name
+        self.plan = WindowPlan(stack, step, offsets)
+        decoding = Decoding(self.plan, self.preprocess, self.device, cfg.extraction_fps, cfg.fps_method,
+                            cfg.tmp_path, cfg.keep_tmp_files)
+        workers = resolve_decode_workers(cfg.decode_workers, self.device)
+        self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers)
+
+    def preprocess(self, frames):
+        """(N, H, W, 3) uint8 frames on the device -> (N, C, h, w) network input."""
+        return self.checkpoint.preprocessing(frames)
+
+    @property
+    def output_keys(self) -> list[str]:
+        return [self.feature_type, "timestamps_ms", "fps"]
+
+    def class_names(self) -> list[str]:
+        return class_names(self.checkpoint.classes)
+
+    def extract(self, path: str) -> dict[str, np.ndarray]:
+        """Features of one video: {feature_type: (N, D), 'timestamps_ms': (N, 2), 'fps': ()}."""
+        (result,) = self.extract_many([path])
+        if result.error:
+            raise ExtractionError(f"{path}: {result.error}")
+        return result.outputs
+
+    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], bool]] = None,
+                     progress: bool = False) -> Iterator[VideoResult]:
+        """One VideoResult per path, as each finishes; see Pipeline.extract_many."""
+        return self.pipeline.extract_many(paths, skip, progress)
+
+
+def build_extractor(cfg: DictConfig) -> Extractor:
+    return Extractor(cfg)

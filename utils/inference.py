@@ -1,0 +1,96 @@
+"""Where and how the network runs: device, precision, memory format, compilation."""
+import contextlib
+import os
+from typing import Optional
+
+import torch
+
+from utils.config import ConfigError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a cluster job's share, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if present, else cpu; fails on devices this machine does not have."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(str(name))
+    except RuntimeError:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name}: CUDA is not available on this machine (use device=cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    return device
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 natively. Without the units oneDNN emulates it: 84x slower than
+    fp32 on an AVX2-only EPYC, where with AVX512-BF16 it is 2x faster (README, Precision)."""
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if device.type == "cpu" and precision == "fp16":
+        raise ConfigError("precision=fp16 needs a CUDA device (a CPU emulates it: 128x slower); on a CPU use bf16 or fp32")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16_units():
+        raise ConfigError(
+            "precision=bf16: this CPU has no AVX512-BF16 or AMX units, without which bf16 runs dozens of times "
+            "slower than fp32; use precision=fp32 or a CUDA device"
+        )
+
+
+def resolve_decode_workers(value, device: torch.device) -> int:
+    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU half the cores (at most 8):
+    one decoder cannot keep a GPU busy, and the other half goes to FFmpeg's threads in each."""
+    if value != "auto":
+        return value
+    return 1 if device.type == "cpu" else max(1, min(8, usable_cores() // 2))
+
+
+class Inference:
+    """A network as the pipeline runs it: on its device, in inference mode, under autocast for
+    bf16/fp16, in channels_last_3d where that is faster, optionally compiled."""
+
+    def __init__(self, network: torch.nn.Module, device: torch.device, precision: str = "fp32",
+                 channels_last: bool = False, compile: bool = False):
+        self.device = device
+        self.autocast_dtype: Optional[torch.dtype] = PRECISIONS[precision]
+        self.channels_last = channels_last
+        self.compiled = compile
+        if device.type == "cuda" and self.autocast_dtype is None:
+            # cuDNN runs fp32 convolutions in TF32 by default: features 1e-3 off the reference
+            # (measured on an H200 against video_features). fp32 means fp32; bf16 is the fast option.
+            torch.backends.cudnn.allow_tf32 = False
+        self.network = network.eval().to(device)
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last_3d)
+        self._forward = self.network
+        if compile:
+            from torch._inductor import config as inductor_config
+
+            # freezing folds the weights into the graph as constants: the big win for inference
+            inductor_config.freezing = True
+            self._forward = torch.compile(self.network, dynamic=False)
+
+    def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, T, h, w) preprocessed windows -> (features (B, D), logits (B, classes))."""
+        if self.channels_last:
+            clips = clips.contiguous(memory_format=torch.channels_last_3d)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            return self._forward(clips)
