@@ -174,3 +174,33 @@ def test_streams_whose_frames_cannot_be_numbered_before_decoding(tmp_path, name,
     assert len(list(VideoReader(path).frames(lambda index: index % 3 == 1))) > 20
     with pytest.raises(SkipMismatch, match=cause):
         list(VideoReader(path).frames(lambda index: index % 3 == 1, skip_unwanted=True))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("rotate", ["90", "180", "270", "-90"])
+def test_rotated_videos_come_out_upright_as_ffmpeg_shows_them(tmp_path, rotate):
+    """A display matrix (phone videos) turns the frames as the ffmpeg program does, on every path."""
+    import av
+
+    rotated, upright = str(tmp_path / "rotated.mp4"), str(tmp_path / "upright.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-t", "1", "-an", "-c", "copy",
+                    "-metadata:s:v:0", f"rotate={rotate}", rotated], check=True)
+    # ffmpeg turns the frames upright when it re-encodes (autorotate); -qp 0 keeps them exact
+    subprocess.run(["ffmpeg", "-v", "error", "-i", rotated, "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p",
+                    "-fps_mode", "passthrough", upright], check=True)
+    with av.open(rotated) as container:
+        assert next(container.decode(video=0)).rotation % 360 == int(rotate) % 360
+    with av.open(upright) as container:
+        assert next(container.decode(video=0)).rotation == 0
+    shape = (270, 480, 3) if rotate == "180" else (480, 270, 3)
+    wanted = lambda index: index % 3 == 1  # noqa: E731
+    for fps, skip_unwanted in [(None, False), (None, True), (5, False)]:
+        ours = list(VideoReader(rotated, fps).frames(wanted, skip_unwanted))
+        theirs = list(VideoReader(upright, fps).frames(wanted))
+        assert [(f.index, f.time) for f in ours] == [(f.index, f.time) for f in theirs]
+        assert sum(f.image is not None for f in ours) >= 3
+        for mine, reference in zip(ours, theirs):
+            assert (mine.image is None) == (reference.image is None)
+            if mine.image is not None:
+                assert mine.image.shape == shape and mine.image.flags.c_contiguous
+                np.testing.assert_array_equal(mine.image, reference.image)  # measured: identical

@@ -5,6 +5,7 @@ Frames come out one at a time, so memory does not grow with the video's length. 
 process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps, without a
 temporary file. Only the frames a window uses are converted to RGB, and with ``skip_unwanted``
 the H.264/HEVC frames no window uses and no other frame references are not even decoded.
+Frames a display matrix rotates (phone videos) come out upright, as the ffmpeg program shows them.
 """
 import bisect
 import collections
@@ -40,6 +41,27 @@ class Frame:
     index: int  # position in the (resampled) frame sequence
     time: float  # presentation time in seconds, from the start of the file
     image: Optional[np.ndarray]  # (H, W, 3) RGB uint8, or None for a frame no window uses
+
+
+def _quarter_turns(degrees: float) -> int:
+    """Counter-clockwise quarter turns (np.rot90's k) that show a frame as the ffmpeg program does.
+
+    ``degrees`` is PyAV's ``VideoFrame.rotation``: the display matrix's angle, counter-clockwise
+    (90 for a file tagged ``-metadata:s:v:0 rotate=90`` by the ffmpeg program; tests/test_video.py
+    checks the direction against ffmpeg's autorotated re-encode). Angles that are not within a
+    degree of a multiple of 90 are left as stored (ffmpeg would rotate those with its rotate filter);
+    the flip of a mirrored display matrix is not applied.
+    """
+    turns = round(degrees / 90)
+    return turns % 4 if abs(degrees - 90 * turns) <= 1 else 0
+
+
+def _rgb(reformatter, frame) -> np.ndarray:
+    """The frame as (H, W, 3) RGB, turned upright as the ffmpeg program shows it (its autorotate)."""
+    image = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    turns = _quarter_turns(frame.rotation) if frame.rotation else 0
+    # callers hand the array to torch.from_numpy: keep it C-contiguous
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def _describe(error: Exception) -> str:
@@ -121,7 +143,7 @@ class VideoReader:
                 if previous is not None:
                     yield previous[1]
                 time = seconds if seconds is not None else index / self.fps
-                image = rgb.reformat(frame, format="rgb24").to_ndarray() if frame is not None and wanted(index) else None
+                image = _rgb(rgb, frame) if frame is not None and wanted(index) else None
                 previous = (frame, Frame(index, time, image))
                 index += 1
         except av.error.FFmpegError as error:
@@ -132,7 +154,7 @@ class VideoReader:
         if last.image is None:
             if frame is None:
                 raise SkipMismatch("the last frame was skipped")
-            last.image = rgb.reformat(frame, format="rgb24").to_ndarray()
+            last.image = _rgb(rgb, frame)
         yield last
 
     @staticmethod
