@@ -6,6 +6,8 @@ process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` kee
 temporary file. Only the frames a window uses are converted to RGB, and with ``skip_unwanted``
 the H.264/HEVC frames no window uses and no other frame references are not even decoded.
 Frames a display matrix rotates (phone videos) come out upright, as the ffmpeg program shows them.
+A file whose frames end well before the end it declares (truncated), or whose frames the decoder
+flags as damaged, raises VideoError once its frames have been read (``keep_partial``: a warning).
 """
 import bisect
 import collections
@@ -13,6 +15,7 @@ import hashlib
 import itertools
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator, Optional
@@ -26,10 +29,18 @@ SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
 # Packets read ahead of the decoder to number frames in presentation order: more than the deepest
 # frame reordering H.264 and HEVC allow (16 frames).
 REORDER_PACKETS = 32
+# A video whose frames end more than this short of the end its file declares is reported as truncated:
+# the larger of a time and a number of frames at the native rate. Complete files end within a frame.
+TRUNCATED_SECONDS = 1.0
+TRUNCATED_FRAMES = 2
 
 
 class VideoError(Exception):
     """A video cannot be read. The message is one line that names the cause."""
+
+
+class PartialVideo(UserWarning):
+    """With ``keep_partial``: the video was read only in part (truncated, or corrupt data)."""
 
 
 class SkipMismatch(Exception):
@@ -74,8 +85,15 @@ def _describe(error: Exception) -> str:
 class VideoReader:
     """Decodes the first video stream of a file, optionally resampled to ``extraction_fps``."""
 
-    def __init__(self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0):
-        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core)."""
+    def __init__(
+        self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0, keep_partial: bool = False
+    ):
+        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core).
+
+        A video that is truncated (its frames end well before the end its file declares) or whose
+        frames the decoder flags as damaged raises ``VideoError`` once all its frames have been
+        yielded; with ``keep_partial`` a ``PartialVideo`` warning with the same message is given instead.
+        """
         self.path = path
         if not os.path.exists(path):
             raise VideoError("file not found")
@@ -92,8 +110,10 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = codec_threads
         self._extraction_fps = extraction_fps
+        self._keep_partial = keep_partial
         self.skipped_frames = 0
         native = self._stream.average_rate or self._stream.guessed_rate
+        self._frame_seconds = 1 / float(native) if native else 0.0
         if extraction_fps:
             self.fps = float(Fraction(str(extraction_fps)))
         elif native:
@@ -104,8 +124,42 @@ class VideoReader:
         # The ffmpeg CLI shifts timestamps so the file starts at 0; do the same.
         start = self._container.start_time
         self._start_seconds = start / av.time_base if start is not None else 0.0
+        self._video_end = self._declared_video_end()
         duration = self._container.duration
-        self.duration = duration / av.time_base if duration else None
+        # the video's own where the file gives it: an audio track can outlast the video
+        self.duration = self._video_end or (duration / av.time_base if duration else None)
+        # how far decoding got, in the source's frames (before resampling): see _decoded
+        self._decoded_until: Optional[float] = None
+        self._source_frames = 0
+        self._corrupt_frames = 0
+        self._first_corrupt: Optional[float] = None
+
+    def _declared_video_end(self) -> Optional[float]:
+        """Where the file says its video stream ends, in seconds from its start; None if it does not say.
+
+        The stream's own duration where the demuxer gives one (MP4/MOV and AVI headers; MPEG-TS
+        estimates it from the last timestamps); for Matroska/WebM, the DURATION tag ffmpeg and
+        mkvmerge write for each track, read as an end time (ffmpeg writes one; where a writer gives
+        the track's length instead, this reads an earlier end, so no false alarm); the container's
+        duration, read likewise, only for a file with no other stream: audio may outlast the video.
+        """
+        stream, start = self._stream, self._start_seconds
+        if stream.duration:
+            begin = stream.start_time * stream.time_base - start if stream.start_time is not None else 0
+            return float(begin + stream.duration * stream.time_base)
+        tag = next((value for key, value in stream.metadata.items() if key.upper() == "DURATION"), None)
+        if tag:
+            try:
+                hours, minutes, seconds = tag.split(":")
+                end = int(hours) * 3600 + int(minutes) * 60 + float(seconds) - start
+            except ValueError:
+                end = 0
+            if end > 0:
+                return end
+        if len(self._container.streams) == 1 and self._container.duration:
+            end = self._container.duration / av.time_base - start
+            return end if end > 0 else None
+        return None
 
     @property
     def estimated_frames(self) -> Optional[int]:
@@ -130,6 +184,7 @@ class VideoReader:
         allow that, ``SkipMismatch`` is raised, possibly after some frames have been yielded.
         """
         rgb = av.video.reformatter.VideoReformatter()  # one for all frames: +20 % over per-frame
+        self._decoded_until, self._source_frames, self._corrupt_frames, self._first_corrupt = None, 0, 0, None
         if self._extraction_fps:
             decoded = self._timed(self._resampled())
         elif skip_unwanted and self._stream.codec_context.name in SKIPPABLE_CODECS:
@@ -156,6 +211,39 @@ class VideoReader:
                 raise SkipMismatch("the last frame was skipped")
             last.image = _rgb(rgb, frame)
         yield last
+        self._check_complete()
+
+    def _decoded(self, seconds: Optional[float], frame_seconds: float, corrupt: bool) -> None:
+        """Notes a source frame (decoded or skipped): where it ends, and whether the decoder flagged it."""
+        self._source_frames += 1
+        if seconds is not None:
+            end = seconds + (frame_seconds or self._frame_seconds)
+            if self._decoded_until is None or end > self._decoded_until:
+                self._decoded_until = end
+        if corrupt:
+            self._corrupt_frames += 1
+            if self._first_corrupt is None:
+                self._first_corrupt = seconds
+
+    def _check_complete(self) -> None:
+        """After the last frame: raise VideoError (or warn, with keep_partial) if the video was read in part."""
+        problems = []
+        end, until = self._video_end, self._decoded_until
+        if end is not None and until is not None and end - until > max(
+            TRUNCATED_SECONDS, TRUNCATED_FRAMES * self._frame_seconds
+        ):
+            problems.append(
+                f"truncated: decoding ended at {until:.1f} s of the declared {end:.1f} s ({self._source_frames} frames)"
+            )
+        if self._corrupt_frames:
+            where = f", the first at {self._first_corrupt:.1f} s" if self._first_corrupt is not None else ""
+            problems.append(
+                f"corrupt data: {self._corrupt_frames} of {self._source_frames} frames decoded with errors{where}"
+            )
+        if problems:
+            if not self._keep_partial:
+                raise VideoError("; ".join(problems))
+            warnings.warn("; ".join(problems), PartialVideo, stacklevel=3)
 
     @staticmethod
     def _timed(frames):
@@ -163,9 +251,11 @@ class VideoReader:
             yield (float(frame.pts * frame.time_base) if frame.pts is not None else None), frame
 
     def _native(self):
+        tick = float(self._stream.time_base)  # for _decoded: a Fraction per frame costs 3 us
         for frame in self._container.decode(self._stream):
             if frame.pts is not None:
                 frame.pts -= round(self._start_seconds / frame.time_base)
+            self._decoded(None if frame.pts is None else frame.pts * tick, frame.duration * tick, frame.is_corrupt)
             yield frame
 
     def _skipping(self, wanted: Callable[[int], bool]):
@@ -184,6 +274,7 @@ class VideoReader:
         time_base = self._stream.time_base
         shift = round(self._start_seconds / time_base)
         seconds = lambda pts: float((pts - shift) * time_base)  # noqa: E731  as _native shifts frame.pts
+        tick = float(time_base)
         sent = []  # sorted pts of the frames' packets sent to the decoder (edit-list discards excluded)
 
         def demuxed():
@@ -209,7 +300,9 @@ class VideoReader:
                     raise SkipMismatch(f"frame {missing} was not decoded")
                 del positions[pts]
                 self.skipped_frames += 1
-                yield seconds(pts), None
+                time = seconds(pts)
+                self._decoded(time, 0.0, False)
+                yield time, None
             next_position = position + 1
 
         def release(frames):
@@ -219,7 +312,9 @@ class VideoReader:
                     raise SkipMismatch("the decoder gave a frame out of the packets' order")
                 del announced[position]
                 yield from up_to(position)
-                yield seconds(frame.pts), frame
+                time = seconds(frame.pts)
+                self._decoded(time, frame.duration * tick, frame.is_corrupt)
+                yield time, frame
 
         while ahead:
             packet = ahead.popleft()
