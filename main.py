@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from utils.config import CONFIG_DIR, ConfigError, check_config, load_config
 from utils.output import OutputNameClash
-from utils.run import EXIT_BAD_OPTIONS, Run
+from utils.run import EXIT_BAD_OPTIONS, EXIT_INTERRUPTED, Run, RunSummary
 from utils.weights import WeightsError
 
 QUOTING_HINT = (
@@ -40,13 +40,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def run_job(cfg: DictConfig) -> int:
-    """One job: the run of one configuration; returns its exit code."""
+    """One job: the run of one configuration; returns its exit code. Ctrl-C ends the process with
+    one line and exit code 130 (a sweep's other jobs do not start)."""
+    run = None
     try:
         check_config(cfg)
-        summary = Run(cfg)()
+        run = Run(cfg)
+        summary = run()
     except (ConfigError, OutputNameClash, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
+    except KeyboardInterrupt:
+        done = run.summary if run else RunSummary()
+        print(f"interrupted: {done}; videos in progress were not saved (run the same command again to finish)",
+              file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     print(summary, file=sys.stderr)
     return summary.exit_code
 

@@ -71,6 +71,9 @@ class ExtractionConfig:
     keep_tmp_files: bool = option(False, "keep those copies")
     video_paths: Any = option(None, "a video path or a list [a.mp4,b.mp4]")
     file_with_video_paths: Optional[str] = option(None, "a text file with one video path per line")
+    keep_partial: bool = option(
+        False, "keep the features of a truncated or damaged video (with a warning) instead of failing it"
+    )
     show_pred: bool = option(False, "print the top-5 classes of every window")
     weights_path: Optional[str] = option(
         None, "a local checkpoint file (or hf://owner/repo for TimeSformer) instead of the official download"

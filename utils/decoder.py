@@ -82,6 +82,7 @@ class Decoding:
     fps_method: str = "filter"  # or "reencode": the ffmpeg program's re-encode into tmp_path
     tmp_path: str = "./tmp"
     keep_tmp_files: bool = False
+    keep_partial: bool = False  # a truncated or damaged video keeps its windows, with a warning
     codec_threads: int = 0  # FFmpeg's threads per video; 0: its default, one per core
 
 
@@ -127,13 +128,13 @@ def _decode(decoding: Decoding, job: int, path: str, send: Callable) -> None:
     fps = None if reencoded else decoding.extraction_fps
     try:
         try:
-            _send_frames(decoding, job, path, VideoReader(source, fps, decoding.codec_threads), send,
-                         decoding.plan.skips_frames)
+            _send_frames(decoding, job, path, VideoReader(source, fps, decoding.codec_threads, decoding.keep_partial),
+                         send, decoding.plan.skips_frames)
         except SkipMismatch:
             # frames could not be numbered before decoding (e.g. no timestamps): start again, decoding all
             send(Restarted(job))
-            _send_frames(decoding, job, path, VideoReader(source, fps, decoding.codec_threads), send,
-                         skip_unwanted=False)
+            _send_frames(decoding, job, path, VideoReader(source, fps, decoding.codec_threads, decoding.keep_partial),
+                         send, skip_unwanted=False)
     finally:
         if reencoded and not decoding.keep_tmp_files:
             os.remove(reencoded)

@@ -9,6 +9,9 @@
 It joins the three parts: the model (a registered family's checkpoint and its network), the
 pipeline that feeds it, and the options of a config.
 """
+import dataclasses
+import json
+import os
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -43,19 +46,44 @@ class Extractor:
             raise ConfigError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
         self.device = resolve_device(cfg.device)
         check_precision(cfg.precision, self.device)  # before any download
-        network, self.checkpoint = build_with_weights(self.family, checkpoint, cfg.weights_path, cfg.pretrained)
+        network, self.checkpoint, self.weights_file = build_with_weights(
+            self.family, checkpoint, cfg.weights_path, cfg.pretrained
+        )
         self.inference = Inference(network, self.device, cfg.precision, self.family.channels_last, cfg.compile)
         self.feature_type = self.family.feature_type
         self.model_name = self.checkpoint.name
         self.plan = WindowPlan(stack, step, offsets)
-        decoding = Decoding(self.plan, self.preprocess, self.device, cfg.extraction_fps, cfg.fps_method,
-                            cfg.tmp_path, cfg.keep_tmp_files)
+        decoding = Decoding(self.plan, self.preprocess, self.device, cfg.extraction_fps, cfg.fps_method.value,
+                            cfg.tmp_path, cfg.keep_tmp_files, cfg.keep_partial)
+        self.precision = cfg.precision.value
         workers = resolve_decode_workers(cfg.decode_workers, self.device)
         self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers)
 
     def preprocess(self, frames):
         """(N, H, W, 3) uint8 frames on the device -> (N, C, h, w) network input."""
         return self.checkpoint.preprocessing(frames)
+
+    def settings(self) -> dict:
+        """What decides this extractor's features: recorded beside saved outputs, so that outputs
+        made otherwise (other weights, windows, frame rate, method or precision) are not reused."""
+        weights = "random"
+        if self.weights_file:
+            stat = os.stat(self.weights_file)
+            weights = {"file": os.path.abspath(self.weights_file), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+        decoding, preprocessing = self.pipeline.decoding, self.checkpoint.preprocessing
+        settings = {
+            "feature_type": self.feature_type,
+            "model_name": self.model_name,
+            "weights": weights,
+            "stack_size": self.plan.stack,
+            "step_size": self.plan.step,
+            "network_frames": list(self.plan.offsets),
+            "extraction_fps": decoding.extraction_fps,
+            "fps_method": decoding.fps_method if decoding.extraction_fps else None,
+            "precision": self.precision,
+            "preprocessing": {**dataclasses.asdict(preprocessing), "crop_offset": preprocessing.crop_offset.__name__},
+        }
+        return json.loads(json.dumps(settings))  # as a JSON record reads back: lists, not tuples
 
     @property
     def output_keys(self) -> list[str]:

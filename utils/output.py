@@ -6,9 +6,13 @@ Each output key of a video goes to ``{output_dir}/{name}_{key}.npy`` (or ``.pkl`
 name in the same folder and renamed into place, so a killed run never leaves a partial file that
 looks finished.
 """
+import contextlib
+import json
 import os
 import pickle
+import socket
 import tempfile
+import time
 from typing import Callable
 
 import numpy as np
@@ -39,21 +43,72 @@ def output_names(paths: list[str]) -> dict[str, str]:
     return names
 
 
+TMP_PREFIX = ".tmp-"
+STALE_FOREIGN_SECONDS = 24 * 3600  # a temporary file of another machine's process is left this long
+
+
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomically(path: str, write: Callable) -> None:
+    """Writes under a temporary name (naming this host and process) and renames into place."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    prefix = f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+    handle, tmp = tempfile.mkstemp(prefix=prefix, suffix="-" + os.path.basename(path), dir=folder)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600: nobody else could read the features
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
+def _is_stale(name: str, folder: str) -> bool:
+    """A temporary file whose writer is gone: a process of this host that no longer runs, or a
+    file of another host (or of an older version) untouched for STALE_FOREIGN_SECONDS."""
+    host, _, rest = name[len(TMP_PREFIX):].partition("-")
+    pid = rest.partition("-")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+    try:
+        return time.time() - os.path.getmtime(os.path.join(folder, name)) > STALE_FOREIGN_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_temporary_files(folders) -> int:
+    """Removes the temporary files that a killed writer left in ``folders``; returns how many."""
+    removed = 0
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(TMP_PREFIX) and _is_stale(name, folder):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
 class OutputStore:
-    """Saves a video's outputs as .npy or .pkl files, one per key."""
+    """Saves a video's outputs as .npy or .pkl files, one per key, and beside them the settings that
+    made them (``{name}_settings.json``, written last), so that only outputs made with the same
+    settings count as done."""
 
     def __init__(self, output_dir: str, on_extraction: str):
         assert on_extraction in SAVERS
@@ -63,21 +118,36 @@ class OutputStore:
     def path(self, name: str, key: str) -> str:
         return os.path.join(self.output_dir, f"{name}_{key}{self.extension}")
 
-    def save(self, name: str, outputs: dict[str, np.ndarray]) -> None:
+    def settings_path(self, name: str) -> str:
+        return os.path.join(self.output_dir, f"{name}_settings.json")
+
+    def save(self, name: str, outputs: dict[str, np.ndarray], settings: dict) -> None:
+        # the old record goes first: a run killed while replacing files leaves none, so it is redone
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.settings_path(name))
         for key, value in outputs.items():
             if self.extension == ".npy":
                 _write_atomically(self.path(name, key), lambda file: np.save(file, value))
             else:
                 _write_atomically(self.path(name, key), lambda file: pickle.dump(value, file))
+        record = json.dumps(settings, indent=1, sort_keys=True).encode()
+        _write_atomically(self.settings_path(name), lambda file: file.write(record))
 
-    def is_done(self, name: str, keys: list[str]) -> bool:
-        """True when every output file exists and loads (a truncated one does not)."""
+    def status(self, name: str, keys: list[str], settings: dict) -> str:
+        """'done': every output file loads and was made with ``settings``; 'stale': they load but
+        were made with other settings (or by a version that kept no record); 'missing' otherwise
+        (a truncated file does not load)."""
         for key in keys:
             try:
                 self.load(name, key)
             except Exception:
-                return False
-        return True
+                return "missing"
+        try:
+            with open(self.settings_path(name), encoding="utf-8") as file:
+                recorded = json.load(file)
+        except (OSError, ValueError):
+            return "stale"
+        return "done" if recorded == settings else "stale"
 
     def load(self, name: str, key: str) -> np.ndarray:
         path = self.path(name, key)

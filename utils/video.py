@@ -243,7 +243,7 @@ class VideoReader:
         if problems:
             if not self._keep_partial:
                 raise VideoError("; ".join(problems))
-            warnings.warn("; ".join(problems), PartialVideo, stacklevel=3)
+            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo, stacklevel=3)
 
     @staticmethod
     def _timed(frames):

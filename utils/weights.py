@@ -98,11 +98,12 @@ def load_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:
 
 
 def build_with_weights(family, checkpoint, weights_path: Optional[str], pretrained: bool):
-    """The family's network for ``checkpoint`` with its weights (or random ones on request), and the
-    checkpoint record that describes them: a file in another layout may bring its own preprocessing."""
+    """The family's network for ``checkpoint`` with its weights (or random ones on request), the
+    checkpoint record that describes them (a file in another layout may bring its own
+    preprocessing) and the weights file (None for random weights)."""
     network = family.build_network(checkpoint)
     path = resolve_checkpoint(checkpoint.url, weights_path, pretrained, checkpoint.sha256_prefix)
     if path is not None:
         state, checkpoint = family.read_state(load_state_file(path), checkpoint)
         load_strict(network, state, path)
-    return network, checkpoint
+    return network, checkpoint, path

@@ -1,0 +1,211 @@
+"""No stale, partial or sideways features; clean interrupts; outputs others can read; a readable log."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from main import main
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, randomize, run_cli
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
+OUT = ("r21d", "r2plus1d_18_16_kinetics")
+
+
+@pytest.fixture
+def cli(r21d_checkpoint, tmp_path, capsys):
+    def run(*args, checkpoint=r21d_checkpoint):
+        code = main([f"weights_path={checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
+                     "on_extraction=save_numpy", *args])
+        captured = capsys.readouterr()
+        return code, captured.err.strip().splitlines()[-1] if captured.err.strip() else ""
+
+    return run
+
+
+def features(tmp_path, name="b"):
+    return np.load(tmp_path / "out" / OUT[0] / OUT[1] / f"{name}_r21d.npy")
+
+
+def test_outputs_made_with_other_settings_are_replaced_not_reused(cli, tmp_path):
+    assert cli(f"video_paths=[{SAMPLE_B}]") == (0, "1 extracted, 0 skipped, 0 failed")
+    first = features(tmp_path)
+    assert cli(f"video_paths=[{SAMPLE_B}]") == (0, "0 extracted, 1 skipped, 0 failed")
+    changed = cli(f"video_paths=[{SAMPLE_B}]", "stack_size=8", "step_size=8")
+    assert changed == (0, "1 extracted, 0 skipped, 0 failed (1 replaced outputs made with other settings)")
+    assert features(tmp_path).shape == (158 // 8, 512)
+    assert cli(f"video_paths=[{SAMPLE_B}]", "stack_size=8", "step_size=8")[1] == "0 extracted, 1 skipped, 0 failed"
+    assert cli(f"video_paths=[{SAMPLE_B}]", "extraction_fps=10")[1].endswith("(1 replaced outputs made with other settings)")
+    assert cli(f"video_paths=[{SAMPLE_B}]")[1].endswith("(1 replaced outputs made with other settings)")
+    np.testing.assert_array_equal(features(tmp_path), first)
+
+
+def test_other_weights_are_other_settings(cli, tmp_path):
+    from torchvision.models.video import r2plus1d_18
+
+    other = tmp_path / "other.pth"
+    torch.save(randomize(r2plus1d_18(weights=None), seed=7).state_dict(), other)
+    cli(f"video_paths=[{SAMPLE_B}]")
+    first = features(tmp_path)
+    line = cli(f"video_paths=[{SAMPLE_B}]", checkpoint=other)[1]
+    assert line.endswith("(1 replaced outputs made with other settings)")
+    assert not np.allclose(features(tmp_path), first)
+
+
+def test_outputs_without_a_record_of_their_settings_are_redone(cli, tmp_path):
+    cli(f"video_paths=[{SAMPLE_B}]")
+    (tmp_path / "out" / OUT[0] / OUT[1] / "b_settings.json").unlink()  # as an older version left them
+    assert cli(f"video_paths=[{SAMPLE_B}]")[1].endswith("(1 replaced outputs made with other settings)")
+
+
+def test_saved_files_follow_the_umask(cli, tmp_path):
+    old = os.umask(0o022)
+    try:
+        cli(f"video_paths=[{SAMPLE_B}]")
+    finally:
+        os.umask(old)
+    folder = tmp_path / "out" / OUT[0] / OUT[1]
+    assert {oct(path.stat().st_mode & 0o777) for path in folder.iterdir()} == {"0o644"}
+
+
+def test_stale_temporary_files_are_removed_and_live_ones_kept(cli, tmp_path):
+    folder = tmp_path / "out" / OUT[0] / OUT[1]
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    stale = folder / f".tmp-{host}-{dead.stdout.strip()}-abc-b_r21d.npy"  # its writer was killed
+    live = folder / f".tmp-{host}-{os.getpid()}-def-b_r21d.npy"  # a writer still at work
+    foreign = folder / ".tmp-otherhost-1-ghi-b_fps.npy"
+    old = folder / ".tmp-k2j4ab8c-b_fps.npy"  # an older version's name (mkstemp), left long ago
+    for path in (stale, live, foreign, old):
+        path.write_bytes(b"partial")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    assert cli(f"video_paths=[{SAMPLE_B}]")[0] == 0
+    assert not stale.exists() and not old.exists()
+    assert live.exists() and foreign.exists()  # another machine's writer may still be at work
+
+
+def test_an_unusable_output_path_fails_before_any_video(cli, tmp_path, monkeypatch):
+    import utils.decoder
+
+    monkeypatch.setattr(utils.decoder, "VideoReader", lambda *a, **k: pytest.fail("a video was read"))
+    (tmp_path / "file").write_text("")
+    code = main([f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu", "on_extraction=save_numpy",
+                 f"output_path={tmp_path / 'file' / 'out'}"])
+    assert code == 2
+
+
+def test_equal_names_are_no_clash_when_nothing_is_saved(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    shutil.copy(SAMPLE_B, tmp_path / "x.mp4")
+    shutil.copy(SAMPLE_B, tmp_path / "x.mkv")
+    code = main([f"video_paths=[{tmp_path / 'x.mp4'},{tmp_path / 'x.mkv'}]", "pretrained=false", "device=cpu",
+                 "stack_size=64", "step_size=64"])
+    assert code == 0 and capsys.readouterr().err.endswith("2 extracted, 0 skipped, 0 failed\n")
+
+
+def test_unquoted_special_characters_get_a_quoting_hint(capsys):
+    assert main(["video_paths=[my=clip.mp4]"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "quote a value with spaces, commas, '='" in err
+
+
+@needs_ffmpeg
+def test_a_truncated_download_fails_and_keep_partial_keeps_it(cli, tmp_path):
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-t", "8",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the index is whole, the frames half
+    code, line = cli(f"video_paths=[{cut},{SAMPLE_B}]")
+    assert (code, line) == (1, "1 extracted, 0 skipped, 1 failed")
+    assert not (tmp_path / "out" / OUT[0] / OUT[1] / "cut_r21d.npy").exists()
+    code, line = cli(f"video_paths=[{cut}]", "keep_partial=true")
+    assert (code, line) == (0, "1 extracted, 0 skipped, 0 failed")
+    assert 0 < len(features(tmp_path, "cut")) < 200 // 16
+
+
+@needs_ffmpeg
+def test_the_failure_line_says_how_much_of_a_truncated_file_was_read(tmp_path):
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-t", "8",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = run_cli(f"video_paths=[{cut}]", "pretrained=false", "device=cpu", cwd=tmp_path)
+    assert result.returncode == 1
+    assert re.search(rf"error: {re.escape(str(cut))}: truncated: decoding ended at [\d.]+ s of the declared 8.0 s",
+                     result.stderr)
+
+
+@needs_ffmpeg
+def test_a_rotated_phone_clip_gives_the_features_of_the_upright_clip(tmp_path):
+    rotated, upright = tmp_path / "rotated.mp4", tmp_path / "upright.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                    str(rotated)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(rotated), "-c:v", "libx264", "-qp", "0", "-pix_fmt",
+                    "yuv420p", "-fps_mode", "passthrough", str(upright)], check=True)  # ffmpeg turns it upright
+    extractor = make_extractor(stack_size=32, step_size=32)
+    turned, reference = (extractor.extract(str(path))["r21d"] for path in (rotated, upright))
+    np.testing.assert_allclose(turned, reference, atol=1e-5, rtol=0)
+    sideways = make_extractor(stack_size=32, step_size=32).extract(SAMPLE_B)["r21d"]  # the stored frames
+    assert not np.allclose(sideways, reference, atol=1e-3)
+
+
+def test_ctrl_c_stops_with_one_line_exit_130_and_no_temporary_file(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "pretrained=false",
+         "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", "stack_size=8", "step_size=8"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    time.sleep(12)  # start-up, then some windows of a.mp4
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in err
+    assert re.search(r"^interrupted: \d+ extracted, 0 skipped, 0 failed; videos in progress were not saved", err, re.M)
+    leftovers = [p for p in (tmp_path / "out").rglob(".tmp-*")] if (tmp_path / "out").exists() else []
+    assert leftovers == []
+
+
+def test_a_log_file_gets_lines_not_progress_bars(tmp_path):
+    result = run_cli(f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "pretrained=false", "device=cpu", "stack_size=32",
+                     "step_size=32", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "\r" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: pretrained=false: the network has random weights, so its features are meaningless",
+        "2 extracted, 0 skipped, 0 failed",
+    ]
+
+
+def test_the_readme_python_snippet_runs_as_written(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"### Python API.*?```python\n(.*?)```", readme, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["sample/a.mp4 (8, 512)", "sample/b.mp4 (9, 512)"]
+
+
+def test_a_video_in_flight_keeps_copies_not_views_of_the_network_output():
+    # A view keeps torch's output block alive, which pinned the freed window buffers in glibc's heap:
+    # memory grew by about two windows per window (5 GB over 750 windows of a 20-minute video).
+    from utils.pipeline import VideoInFlight
+    from utils.windows import Window, WindowAssembler, WindowPlan
+
+    video = VideoInFlight("v.mp4", 25.0, WindowAssembler(WindowPlan(2, 2, (0, 1)), 0.04), None, windows_pending=2)
+    output = torch.zeros(2, 512).numpy()
+    for row in range(2):
+        video.record(Window(row, torch.zeros(3, 2, 4, 4), 0.0, 0.08), output[row], output[row, :4])
+    assert all(array.base is None for array in video.features + video.logits)
