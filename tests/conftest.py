@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_A = str(ROOT / "sample" / "a.mp4")  # 1280x720, 25 fps, 132 frames
 SAMPLE_B = str(ROOT / "sample" / "b.mp4")  # 480x270, 29.97 fps, 158 frames
 FRAME_COUNTS = {SAMPLE_A: 132, SAMPLE_B: 158}
+
+needs_ffmpeg = pytest.mark.ffmpeg  # the test runs the ffmpeg program; skipped where there is none
+
+
+def pytest_collection_modifyitems(items):
+    if shutil.which("ffmpeg") is None:
+        for item in items:
+            if "ffmpeg" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason="needs the ffmpeg program"))
 
 
 def make_config(**options):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from main import main
-from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, run_cli
+from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg, run_cli
 from utils.weights import WeightsError
 
 KEYS = ("r21d", "timestamps_ms", "fps")
@@ -79,7 +79,7 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
     assert result.stderr.rstrip().endswith("2 extracted, 0 skipped, 2 failed")
     written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
     # the inputs share no folder below /, so names are their paths relative to it
-    assert len(written) == 6 and not any("corrupt" in name or "missing" in name for name in written)
+    assert len(written) == 8 and not any("corrupt" in name or "missing" in name for name in written)
     assert not (tmp_path / "outputs").exists()  # no stray Hydra folder
 
 
@@ -241,7 +241,7 @@ def test_a_video_shorter_than_one_window_gives_one_padded_window(r21d_checkpoint
     np.testing.assert_allclose(outputs["timestamps_ms"], [[0, 5280]])
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
+@needs_ffmpeg
 @pytest.mark.parametrize("keep", [False, True])
 def test_reencode_method_deletes_its_temporary_file_unless_asked(keep, tmp_path, r21d_checkpoint):
     options = dict(weights_path=r21d_checkpoint, pretrained=True, extraction_fps=5, stack_size=4, step_size=4)

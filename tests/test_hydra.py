@@ -1,5 +1,6 @@
 """The Hydra application: a new network as one package and one config file, sweeps, --cfg job."""
 import numpy as np
+import pytest
 
 from tests.conftest import SAMPLE_B, run_cli
 
@@ -52,6 +53,7 @@ def test_a_new_network_is_one_package_and_one_config_file(tmp_path):
     assert "top-5 classes per window" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_every_job_and_leaves_no_hydra_folders(tmp_path):
     result = run_cli(
         "-m", "feature_type=r21d,slowfast", f"video_paths=[{SAMPLE_B}]", "on_extraction=save_numpy",

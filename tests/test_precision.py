@@ -13,6 +13,7 @@ BF16_RELATIVE_TOLERANCE = 2e-2
 
 @pytest.mark.skipif(not cpu_has_bf16_units(), reason="this CPU has no bf16 units, so precision=bf16 is refused")
 @pytest.mark.parametrize("feature_type", ["r21d", "slowfast", "timesformer"])
+@pytest.mark.slow
 def test_bf16_features_stay_within_the_stated_tolerance_of_fp32(feature_type):
     extractors = {}
     for precision in ("fp32", "bf16"):

@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from main import main
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, randomize, run_cli
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg, randomize, run_cli
 
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 
 
@@ -160,6 +159,7 @@ def test_a_rotated_phone_clip_gives_the_features_of_the_upright_clip(tmp_path):
     assert not np.allclose(sideways, reference, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_with_one_line_exit_130_and_no_temporary_file(tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "pretrained=false",

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from pytorchvideo.models import hub
 
 from main import main
+from models.registry import load_family
 from models.slowfast import TUTORIAL
 from models.slowfast.network import slow_pathway_indices
 from tests.conftest import SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
 from utils.labels import kinetics400
 from utils.weights import WeightsError
+from utils.windows import network_offsets
 
 with warnings.catch_warnings():  # deprecated, but it is exactly what the tutorial uses
     warnings.simplefilter("ignore")
@@ -61,6 +63,7 @@ def r50(tmp_path_factory):
     return network, captured, str(path)
 
 
+@pytest.mark.slow
 def test_r50_features_and_logits_equal_pytorchvideo(r50):
     reference, captured, checkpoint = r50
     extractor = make_extractor(feature_type="slowfast", weights_path=checkpoint, pretrained=True)
@@ -79,6 +82,7 @@ def test_r50_features_and_logits_equal_pytorchvideo(r50):
     torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_r101_equals_pytorchvideo_from_a_bare_state_dict(tmp_path):
     reference, captured = pytorchvideo_reference(hub.slowfast_r101, seed=2)
     path = tmp_path / "slowfast_r101.pth"
@@ -92,6 +96,7 @@ def test_r101_equals_pytorchvideo_from_a_bare_state_dict(tmp_path):
     torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_16x8_r101_50_50_equals_pytorchvideo():
     reference, captured = pytorchvideo_reference(hub.slowfast_16x8_r101_50_50, seed=3)
     ours = network_for("slowfast", "slowfast_16x8_r101_50_50").eval()
@@ -132,10 +137,9 @@ def test_slow_pathway_indices():
     ],
 )
 def test_windows_are_subsampled_uniformly(model_name, stack, expected):
-    with pytest.warns(UserWarning, match="random weights"):
-        extractor = make_extractor(feature_type="slowfast", model_name=model_name, stack_size=stack)
-    assert list(extractor.plan.offsets) == expected
-    assert extractor.plan.stack == (stack or 2 * len(expected))
+    checkpoint = load_family("slowfast", "models.slowfast").checkpoint(model_name)
+    stack = stack or checkpoint.stack_size
+    assert list(network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)) == expected
 
 
 def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
@@ -151,9 +155,7 @@ def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
 @pytest.mark.parametrize("height, width", [(255, 456), (457, 255), (271, 481)])
 def test_preprocessing_equals_the_tutorial_on_odd_sized_frames(height, width):
     frames = torch.randint(0, 256, (4, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    with pytest.warns(UserWarning, match="random weights"):
-        extractor = make_extractor(feature_type="slowfast")
-    ours = extractor.preprocess(frames)  # (T, C, 256, 256)
+    ours = load_family("slowfast", "models.slowfast").default.preprocessing(frames)  # (T, C, 256, 256)
     expected = tutorial_transform(frames.numpy(), num_frames=4)  # (C, T, 256, 256)
     torch.testing.assert_close(ours.permute(1, 0, 2, 3), expected, atol=1e-5, rtol=0)
 
@@ -165,6 +167,7 @@ def test_crop_offset_rounds_half_to_even_as_center_crop_video_does():
     assert TUTORIAL.geometry(457, 255).top_left == (101, 0)
 
 
+@pytest.mark.slow
 def test_offline_without_weights_says_what_to_do_and_a_cached_file_is_used(monkeypatch, tmp_path, r50):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
@@ -179,6 +182,7 @@ def test_offline_without_weights_says_what_to_do_and_a_cached_file_is_used(monke
     assert torch.equal(extractor.inference.network.blocks[6].proj.weight, r50[0].blocks[6].proj.weight)
 
 
+@pytest.mark.slow
 def test_end_to_end_on_the_samples_with_show_pred(r50, tmp_path, capsys):
     reference, captured, checkpoint = r50
     out = tmp_path / "out"

@@ -17,10 +17,10 @@ from models.registry import load_family
 from models.timesformer.network import TimeSformer, from_hf_layout
 from tests.conftest import SAMPLE_B, make_config, make_extractor, randomize
 from utils.extractor import Extractor
-from utils.labels import kinetics400
+from utils.labels import class_names, kinetics400
 from utils.run import Run
 from utils.weights import WeightsError, hub_cache_path, load_strict
-from utils.windows import linspace_offsets, segment_middle_offsets
+from utils.windows import linspace_offsets, network_offsets, segment_middle_offsets
 
 TIMESFORMER = load_family("timesformer", "models.timesformer")
 
@@ -90,6 +90,7 @@ def official_extractor(official_file, e2e_output) -> Extractor:
     return extractor
 
 
+@pytest.mark.slow
 def test_the_network_has_the_official_layout(official_extractor):
     state = official_extractor.inference.network.state_dict()
     assert len(state) == 249
@@ -99,6 +100,7 @@ def test_the_network_has_the_official_layout(official_extractor):
     assert state["head.weight"].shape == (400, 768)
 
 
+@pytest.mark.slow
 def test_an_official_pyth_loads_strict_through_weights_path(official_extractor, official_state):
     loaded = official_extractor.inference.network.state_dict()
     assert loaded.keys() == official_state.keys()
@@ -107,6 +109,7 @@ def test_an_official_pyth_loads_strict_through_weights_path(official_extractor, 
     torch.testing.assert_close(official_extractor.preprocess(white), torch.full((1, 3, 224, 224), (1 - 0.45) / 0.225))
 
 
+@pytest.mark.slow
 def test_an_hf_checkpoint_equals_transformers_at_8_frames_224_and_switches_normalisation(hf_base, hf_file):
     extractor = make_extractor(feature_type="timesformer", weights_path=hf_file, pretrained=True)
     clips = clip(8, 224)
@@ -119,6 +122,7 @@ def test_an_hf_checkpoint_equals_transformers_at_8_frames_224_and_switches_norma
     torch.testing.assert_close(extractor.preprocess(white), torch.ones(1, 3, 224, 224))  # (1 - 0.5) / 0.5
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_head_is_refused(official_file):
     refusal = r"does not fit this model: 2 wrong shape keys \(e\.g\. head\.weight, head\.bias\)"
     with pytest.raises(WeightsError, match=refusal):
@@ -187,23 +191,25 @@ def test_ssv2_windows_take_the_middle_frame_of_each_segment():
 
 
 def test_ssv2_models_see_bgr_and_name_their_174_classes():
-    extractor = make_extractor(feature_type="timesformer", model_name="timesformer_divst_8_224_ssv2")
-    assert extractor.plan.offsets == (8, 24, 40, 56, 71, 87, 103, 119)
+    checkpoint = TIMESFORMER.checkpoint("timesformer_divst_8_224_ssv2")
+    offsets = network_offsets(checkpoint.stack_size, checkpoint.num_frames, checkpoint.sampling)
+    assert offsets == (8, 24, 40, 56, 71, 87, 103, 119)
     red = torch.zeros(1, 224, 224, 3, dtype=torch.uint8)
     red[..., 0] = 255
-    out = extractor.preprocess(red)
+    out = checkpoint.preprocessing(red)
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([-0.45, -0.45, 0.55]) / 0.225)
-    names = extractor.class_names()
+    names = class_names(checkpoint.classes)
     assert len(names) == 174 and len(set(names)) == 174
     assert names[67] == "Pretending to open something without actually opening it"
 
 
 def test_k600_class_names():
-    classes = make_extractor(feature_type="timesformer", model_name="timesformer_divst_8x32_224_k600").class_names()
+    classes = class_names(TIMESFORMER.checkpoint("timesformer_divst_8x32_224_k600").classes)
     assert len(classes) == 600 and classes == sorted(classes) and len(set(classes)) == 600
     assert "eating spaghetti" in classes
 
 
+@pytest.mark.slow
 def test_preprocessing_is_short_side_resize_and_the_ceil_centre_crop(official_extractor):
     frames = torch.randint(0, 256, (2, 270, 479, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     # short side 270 -> 224, long side floor(479 / 270 * 224) = 397; margin 173, offset ceil(86.5) = 87
@@ -224,6 +230,7 @@ def test_a_window_shorter_than_the_network_frames_is_refused_at_start_up(capsys)
 
 
 # ---- end to end ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_extracts_a_sample_with_predictions(official_extractor, e2e_output, capsys):
     assert official_extractor.plan.offsets == (0, 9, 18, 27, 36, 45, 54, 63)  # linspace(0, 63, 8)
     summary = Run(official_extractor.cfg, official_extractor)()

@@ -5,10 +5,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg
 from utils.video import PartialVideo, SkipMismatch, VideoError, VideoReader
 
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg program")
 
 
 def ffmpeg_frames(path, fps, size=(64, 36)):
@@ -111,6 +110,7 @@ def test_unreadable_files_raise_one_clear_line(tmp_path, content, message):
     assert "\n" not in str(error.value)
 
 
+@needs_ffmpeg
 def test_a_file_without_a_video_stream(tmp_path):
     path = tmp_path / "audio.m4a"
     subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_A, "-vn", "-c:a", "copy", str(path)], check=True)
@@ -285,7 +285,7 @@ def test_keep_partial_warns_instead_of_raising(tmp_path, clip_12s, read):
     frames, error = read_all(str(path), read)
     with pytest.warns(PartialVideo) as warned:
         kept, no_error = read_all(str(path), read, keep_partial=True)
-    assert no_error is None and [str(w.message) for w in warned] == [str(error)]
+    assert no_error is None and [str(w.message) for w in warned] == [f"{path}: {error} (kept: keep_partial=true)"]
     assert [(f.index, f.time) for f in kept] == [(f.index, f.time) for f in frames]
 
 
