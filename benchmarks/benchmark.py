@@ -65,6 +65,40 @@ def make_video(seconds: int) -> str:
     return path
 
 
+def make_small_video(seconds: int) -> str:
+    """A 64x64 10 fps H.264 clip: hundreds of windows at the default stack and step decode fast."""
+    path = os.path.join(VIDEO_DIR, f"64p10_{seconds}s.mp4")
+    if not os.path.exists(path):
+        os.makedirs(VIDEO_DIR, exist_ok=True)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x64:rate=10:duration={seconds}",
+             "-c:v", "libx264", "-pix_fmt", "yuv420p", path + ".part.mp4"],
+            check=True,
+        )
+        os.replace(path + ".part.mp4", path)
+    return path
+
+
+def memory_table(args) -> list[str]:
+    """Peak RSS of a fresh process extracting a 64x64 10 fps video of each length, default settings."""
+    from models.registry import families
+
+    lengths = args.memory_lengths
+    header = " | ".join(f"{n // 60} min windows | {n // 60} min peak RSS MB" for n in lengths)
+    ratios = " | ".join(f"{n // 60} / {lengths[0] // 60} min" for n in lengths[1:])
+    lines = [f"Machine: {machine()}; device {args.device}, precision {args.precision}, batch {args.batch_size}; "
+             "64x64 10 fps H.264 (testsrc), default stack and step", "",
+             f"| feature_type | model | {header} | {ratios} |", "|" + "---|" * (2 + 2 * len(lengths) + len(lengths) - 1)]
+    for feature_type in args.feature_types:
+        args.feature_type = feature_type
+        runs = [run_child(args, "e2e", video=make_small_video(n)) for n in lengths]
+        cells = " | ".join(f"{run['windows']} | {run['peak_rss_mb']:.0f}" for run in runs)
+        ratio = " | ".join(f"{run['peak_rss_mb'] / runs[0]['peak_rss_mb']:.2f}" for run in runs[1:])
+        lines.append(f"| {feature_type} | {families()[feature_type].checkpoint(args.model_name).name} | {cells} | {ratio} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -283,16 +317,17 @@ def main() -> None:
     parser.add_argument("--feed-workers", nargs="+", type=int, metavar="N",
                         help="instead of the table: the rate the pipeline feeds with N decode_workers (network skipped)")
     parser.add_argument("--feed-videos", type=int, default=4, help="copies of the short video for --feed-workers")
+    parser.add_argument("--memory-lengths", nargs="+", type=int, metavar="SECONDS",
+                        help="instead of the table: peak RSS over 64x64 10 fps videos of these lengths, default settings")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--feature-type", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
     parser.add_argument("--step-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--decode-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not args.feature_types:
-        from models.registry import families
+    from models.registry import families
 
-        args.feature_types = list(families())
+    args.feature_types = args.feature_types or list(families())
 
     if args.child:
         children = {"model": child_model_only, "decode": child_decode, "e2e": child_end_to_end,
@@ -312,12 +347,14 @@ def main() -> None:
         print("\n".join(feed_table(args)))
         return
 
+    if args.memory_lengths:
+        print("\n".join(memory_table(args)))
+        return
+
     short, long = (make_video(seconds) for seconds in args.lengths)
     rows = []
     for feature_type in args.feature_types:
         args.feature_type = feature_type
-        from models.registry import families
-
         spec = families()[feature_type].checkpoint(args.model_name)
         models, e2es = [], []
         for _ in range(args.rounds):
