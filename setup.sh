@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Creates .venv with everything the extractor needs; `./setup.sh --test` adds the test-only
-# reference packages. Safe to run again. Needs Python 3.10+; the ffmpeg program is optional
+# reference packages. Safe to run again. Needs Python 3.11+ (PyAV 18's wheels); the ffmpeg program is optional
 # (fps_method=reencode and the tests use it) and is installed with apt-get when run as root.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "error: $("$PYTHON" --version 2>&1) is too old: Python 3.11 or newer is needed (set PYTHON=python3.11)" >&2
+  exit 2
+fi
 
 if ! command -v ffmpeg >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
