@@ -17,9 +17,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.config import CONFIG_DIR, ConfigError, check_config, load_config
+from utils.config import CONFIG_DIR, ConfigError, check_config, load_config, video_paths
 from utils.output import OutputNameClash
-from utils.run import EXIT_BAD_OPTIONS, EXIT_INTERRUPTED, Run, RunSummary
+from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, Run, RunSummary
+from utils.runlog import status_report
 from utils.weights import WeightsError
 
 QUOTING_HINT = (
@@ -45,6 +46,8 @@ def run_job(cfg: DictConfig) -> int:
     run = None
     try:
         check_config(cfg)
+        if cfg.status:
+            return print_status(cfg)
         run = Run(cfg)
         summary = run()
     except (ConfigError, OutputNameClash, WeightsError) as error:
@@ -54,13 +57,25 @@ def run_job(cfg: DictConfig) -> int:
         done = run.summary if run else RunSummary()
         print(f"interrupted: {done}; videos in progress were not saved (run the same command again to finish)",
               file=sys.stderr)
+        if run is not None:
+            run.close(EXIT_INTERRUPTED)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    run.close(summary.exit_code)
     print(summary, file=sys.stderr)
     return summary.exit_code
 
 
+def print_status(cfg: DictConfig) -> int:
+    """status=true: what the run logs under output_path say; exit 0 when every listed video is done."""
+    listed = video_paths(cfg) if cfg.video_paths is not None or cfg.file_with_video_paths is not None else None
+    report, finished = status_report(cfg.output_path, listed)
+    print(report)
+    return EXIT_DONE if finished else EXIT_FAILED
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
+    warnings.showwarning = _show_warning  # also in a launcher's worker process
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
     if multirun:
@@ -89,7 +104,6 @@ def check_overrides(argv: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    warnings.showwarning = _show_warning
     try:
         check_overrides(argv)
     except ConfigError as error:

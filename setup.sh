@@ -22,4 +22,8 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+  # a one-node Slurm cluster for tests/test_scale_out.py (the tests start and stop it; skipped without)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    bash tests/slurm_cluster.sh install
+  fi
 fi

@@ -59,12 +59,13 @@ def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return module
 
 
-def run_cli(*args, cwd=None, pythonpath=None):
-    """Runs main.py in a fresh process, as a user would (``pythonpath``: a folder of extra packages)."""
+def run_cli(*args, cwd=None, pythonpath=None, env=None):
+    """Runs main.py in a fresh process, as a user would (``pythonpath``: a folder of extra packages;
+    ``env``: the environment, os.environ by default)."""
     path = os.pathsep.join(str(p) for p in (pythonpath, ROOT) if p)
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT,
-        env={**os.environ, "PYTHONPATH": path},
+        env={**(env or os.environ), "PYTHONPATH": path},
     )
 
 

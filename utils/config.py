@@ -80,6 +80,12 @@ class ExtractionConfig:
     )
     pretrained: bool = option(True, "false = random weights, for testing only (the features are meaningless)")
     model_package: str = option("models.r21d", "the Python package that registers the feature type (set by its config)")
+    shard_id: int = option(0, "this process's part of the list: 0 .. num_shards - 1")
+    num_shards: int = option(1, "split the list into this many disjoint parts (by path, whatever the input order)")
+    claim_stale_seconds: float = option(
+        600.0, "a video claimed by a process that has not refreshed its claim for this long is taken over"
+    )
+    status: bool = option(False, "print the totals of every run logged under output_path and the failed videos; extract nothing")
 
 
 ConfigStore.instance().store(name="extraction_schema", node=ExtractionConfig)
@@ -145,6 +151,10 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "extraction_fps", kind=float)
     _positive(cfg, "batch_size", also=())
     _positive(cfg, "decode_workers", also=("auto",))
+    _positive(cfg, "num_shards", also=())
+    _positive(cfg, "claim_stale_seconds", kind=float, also=())
+    if not 0 <= cfg.shard_id < cfg.num_shards:
+        raise ConfigError(f"shard_id must be in 0 .. num_shards - 1 = {cfg.num_shards - 1}, got {cfg.shard_id}")
     if cfg.weights_path is not None and not cfg.pretrained:
         raise ConfigError("weights_path and pretrained=false contradict each other; give one of them")
     if cfg.fps_method == FpsMethod.reencode and cfg.extraction_fps is not None and shutil.which("ffmpeg") is None:

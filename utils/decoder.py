@@ -29,6 +29,7 @@ PreprocessedFrame = tuple[int, float, Optional[torch.Tensor]]
 class Skipped:
     job: int
     path: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Decoding:
     codec_threads: int = 0  # FFmpeg's threads per video; 0: its default, one per core
 
 
-def decode_jobs(decoding: Decoding, jobs: queue.SimpleQueue, skip: Optional[Callable[[str], bool]],
+def decode_jobs(decoding: Decoding, jobs: queue.SimpleQueue, skip: Optional[Callable[[str], Optional[str]]],
                 messages: queue.Queue, stop: threading.Event) -> None:
     """One decoding thread: takes (job, path) from ``jobs`` until none is left."""
 
@@ -105,8 +106,9 @@ def decode_jobs(decoding: Decoding, jobs: queue.SimpleQueue, skip: Optional[Call
                 job, path = jobs.get_nowait()
             except queue.Empty:
                 break
-            if skip is not None and skip(path):
-                send(Skipped(job, path))
+            reason = skip(path) if skip is not None else None
+            if reason:
+                send(Skipped(job, path, reason))
                 continue
             try:
                 _decode(decoding, job, path, send)

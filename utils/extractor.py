@@ -99,7 +99,7 @@ class Extractor:
             raise ExtractionError(f"{path}: {result.error}")
         return result.outputs
 
-    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], bool]] = None,
+    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], Optional[str]]] = None,
                      progress: bool = False) -> Iterator[VideoResult]:
         """One VideoResult per path, as each finishes; see Pipeline.extract_many."""
         return self.pipeline.extract_many(paths, skip, progress)

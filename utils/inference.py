@@ -15,10 +15,30 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def local_job_index() -> Optional[int]:
+    """This process's index among the jobs of one machine: LOCAL_RANK (torchrun), SLURM_LOCALID (a
+    Slurm task), or the job number of a Hydra sweep (joblib or submitit_local launch all on one node)."""
+    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return HydraConfig.get().job.num
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if present, else cpu; fails on devices this machine does not have."""
+    """'auto' -> a CUDA device if present (with several visible, the job's own: its local index
+    modulo their number, so that N jobs on an N-GPU machine get one each), else cpu; fails on
+    devices this machine does not have. CUDA_VISIBLE_DEVICES limits and renumbers the choice."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        index = local_job_index()
+        count = torch.cuda.device_count()
+        return torch.device("cuda", index % count) if index is not None and count > 1 else torch.device("cuda")
     try:
         device = torch.device(str(name))
     except RuntimeError:

@@ -118,6 +118,9 @@ class OutputStore:
     def path(self, name: str, key: str) -> str:
         return os.path.join(self.output_dir, f"{name}_{key}{self.extension}")
 
+    def claim_path(self, name: str) -> str:
+        return os.path.join(self.output_dir, f"{name}.claim")
+
     def settings_path(self, name: str) -> str:
         return os.path.join(self.output_dir, f"{name}_settings.json")
 

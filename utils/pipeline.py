@@ -9,6 +9,7 @@ reported for that video alone and the others go on.
 import os
 import queue
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
@@ -31,7 +32,8 @@ class VideoResult:
     outputs: Optional[dict[str, np.ndarray]] = None  # None when skipped or failed
     logits: Optional[np.ndarray] = None  # (windows, classes)
     error: Optional[str] = None
-    skipped: bool = False
+    skipped: Optional[str] = None  # why the video was not read: the caller's skip() answer
+    seconds: Optional[float] = None  # from its first message to its result
 
 
 @dataclass
@@ -48,12 +50,13 @@ class VideoInFlight:
     windows_pending: int = 0  # cut but not yet through the network
     decoded: bool = False
     frame_count: int = 0
+    started: float = field(default_factory=time.monotonic)
 
     def add(self, frames) -> list[Window]:
         """Takes preprocessed frames; returns the windows they complete."""
         windows = []
-        for index, time, tensor in frames:
-            window = self.assembler.add(index, time, tensor)
+        for index, timestamp, tensor in frames:
+            window = self.assembler.add(index, timestamp, tensor)
             self.frame_count = index + 1
             if window is not None:
                 windows.append(window)
@@ -94,7 +97,8 @@ class VideoInFlight:
             "timestamps_ms": np.array(self.times, dtype=np.float64),
             "fps": np.array(self.fps, dtype=np.float64),
         }
-        return VideoResult(self.path, outputs=outputs, logits=np.stack(self.logits))
+        return VideoResult(self.path, outputs=outputs, logits=np.stack(self.logits),
+                           seconds=time.monotonic() - self.started)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -110,12 +114,12 @@ class Pipeline:
         self.batch_size = batch_size
         self.decode_workers = decode_workers
 
-    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], bool]] = None,
+    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], Optional[str]]] = None,
                      progress: bool = False) -> Iterator[VideoResult]:
         """Yields one VideoResult per path as each finishes: in input order with one decoder, in
         about that order with several; skipped and failed videos are reported at once.
-        ``skip(path)`` true marks a video skipped without reading it. ``progress`` shows a bar over
-        the windows of long videos."""
+        ``skip(path)`` is called before a video is read: a reason ('done', 'claimed', ...) skips it.
+        ``progress`` shows a bar over the windows of long videos."""
         jobs: queue.SimpleQueue = queue.SimpleQueue()
         for job in enumerate(paths):
             jobs.put(job)
@@ -147,7 +151,7 @@ class Pipeline:
             if isinstance(message, DecoderDone):
                 decoders -= 1
             elif isinstance(message, Skipped):
-                yield VideoResult(message.path, skipped=True)
+                yield VideoResult(message.path, skipped=message.reason)
             elif isinstance(message, (Failed, Restarted)):
                 video = videos.pop(message.job, None)
                 if video is not None:

@@ -9,10 +9,12 @@ from typing import Optional
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from utils.claims import Claims
 from utils.config import ConfigError, OnExtraction, video_paths
 from utils.extractor import Extractor
 from utils.output import OutputStore, describe_outputs, describe_predictions, output_names, remove_stale_temporary_files
 from utils.pipeline import VideoResult
+from utils.runlog import RunLog
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -23,9 +25,12 @@ class RunSummary:
     skipped: int = 0
     failed: int = 0
     replaced: int = 0  # of the extracted: outputs made with other settings were there
+    claimed: int = 0  # left to the live processes that had claimed them
 
     def __str__(self) -> str:
         line = f"{self.extracted} extracted, {self.skipped} skipped, {self.failed} failed"
+        if self.claimed:
+            line += f", {self.claimed} claimed by other processes"
         if self.replaced:
             line += f" ({self.replaced} replaced outputs made with other settings)"
         return line
@@ -45,34 +50,55 @@ def check_writable(folder: str) -> None:
         raise ConfigError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
 
 
+def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
+    """This shard's part of the list: every num_shards-th video in the order of their absolute paths,
+    so that the shards are disjoint, cover the list and do not depend on the order of the inputs."""
+    ordered = sorted(paths, key=os.path.abspath)
+    return ordered[shard_id::num_shards]
+
+
 class Run:
-    """One process's run over its list of videos."""
+    """One process's run over its share of the videos."""
 
     def __init__(self, cfg: DictConfig, extractor: Optional[Extractor] = None):
         """``extractor``: one already built from ``cfg``, to reuse."""
         self.cfg = cfg
-        self.paths = video_paths(cfg)
+        listed = video_paths(cfg)
+        self.paths = shard(listed, cfg.shard_id, cfg.num_shards)
         self.store: Optional[OutputStore] = None
-        self.names = {path: path for path in self.paths}
+        self.claims: Optional[Claims] = None
+        self.log: Optional[RunLog] = None
+        self.names = {path: path for path in listed}
         self.summary = RunSummary()
         self._stale: set[str] = set()  # paths whose outputs were made with other settings
-        if cfg.on_extraction != OnExtraction.print:
-            self.names = output_names(self.paths)
+        saving = cfg.on_extraction != OnExtraction.print
+        if saving:
+            self.names = output_names(listed)  # of the whole list: every shard names a video alike
             check_writable(cfg.output_path)
         self.extractor = extractor or Extractor(cfg)
         self.settings = self.extractor.settings()
-        if cfg.on_extraction != OnExtraction.print:
+        if saving:
             output_dir = os.path.join(cfg.output_path, self.extractor.feature_type, self.extractor.model_name)
             self.store = OutputStore(output_dir, cfg.on_extraction.value)
-            folders = {os.path.dirname(self.store.path(name, "")) for name in self.names.values()}
+            folders = {os.path.dirname(self.store.path(self.names[path], "")) for path in self.paths}
             remove_stale_temporary_files(folders)
+            self.claims = Claims(cfg.claim_stale_seconds)
+            shard_text = f"{cfg.shard_id}/{cfg.num_shards}"
+            self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
 
-    def is_done(self, path: str) -> bool:
-        """Called from the decoding threads before a video is read."""
-        status = self.store.status(self.names[path], self.extractor.output_keys, self.settings)
+    def is_done(self, path: str) -> Optional[str]:
+        """Why a video need not be read ('done', or 'claimed' by a live process elsewhere), or None
+        after claiming it. Called from the decoding threads, just before a video is read."""
+        name = self.names[path]
+        if not self.claims.take(self.store.claim_path(name)):
+            return "claimed"
+        status = self.store.status(name, self.extractor.output_keys, self.settings)
+        if status == "done":
+            self.claims.release(self.store.claim_path(name))
+            return "done"
         if status == "stale":
             self._stale.add(path)
-        return status == "done"
+        return None
 
     def __call__(self) -> RunSummary:
         """Extracts every video and prints or saves its outputs. A failure is one line on stderr
@@ -86,20 +112,43 @@ class Run:
                 self._account(result)
         return self.summary
 
+    def close(self, exit_code: int) -> None:
+        """The end of the run, also an interrupted one: claims of unfinished videos are given up."""
+        if self.claims is not None:
+            self.claims.close()
+        if self.log is not None:
+            self.log.end(str(self.summary), exit_code)
+
     def _account(self, result: VideoResult) -> None:
         if result.skipped:
-            self.summary.skipped += 1
+            claimed = result.skipped == "claimed"
+            self.summary.claimed += claimed
+            self.summary.skipped += not claimed
+            self._log(result, "claimed" if claimed else "skipped")
             return
         if result.error is None:
             try:
                 self._deliver(result)
-                self.summary.extracted += 1
-                self.summary.replaced += result.path in self._stale
-                return
             except OSError as error:
                 result.error = f"cannot save outputs: {error}"
+        self._release(result.path)
+        if result.error is None:
+            self.summary.extracted += 1
+            self.summary.replaced += result.path in self._stale
+            self._log(result, "extracted")
+            return
         self.summary.failed += 1
+        self._log(result, "failed")
         tqdm.write(f"error: {result.path}: {result.error}", file=sys.stderr)
+
+    def _release(self, path: str) -> None:
+        if self.claims is not None:
+            self.claims.release(self.store.claim_path(self.names[path]))
+
+    def _log(self, result: VideoResult, status: str) -> None:
+        if self.log is not None:
+            windows = len(result.outputs["timestamps_ms"]) if result.outputs else None
+            self.log.video(result.path, status, windows, result.seconds, result.error)
 
     def _deliver(self, result: VideoResult) -> None:
         if self.store is not None:

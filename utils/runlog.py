@@ -1,0 +1,97 @@
+"""A record of every run: each process appends JSON lines to its own file under
+``{output_path}/.runs/`` (one file per process, so that many processes on many machines never
+write to one file). ``status`` reads them all back: per video its latest outcome.
+
+Records: ``{"event": "start", ...}`` with the resolved config, versions, host, pid, device and
+shard; ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
+"seconds", "error"}``; ``{"event": "end", "summary", "exit_code"}``.
+"""
+import glob
+import json
+import os
+import socket
+import subprocess
+import time
+from collections import Counter
+from typing import Optional
+
+import av
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+RUNS_FOLDER = ".runs"
+DONE = ("extracted", "skipped")
+
+
+def _tool_version() -> Optional[str]:
+    """The commit of this checkout, where it is one."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
+                              capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+class RunLog:
+    def __init__(self, output_path: str, cfg: DictConfig, device: str, shard: str):
+        folder = os.path.join(output_path, RUNS_FOLDER)
+        os.makedirs(folder, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.path = os.path.join(folder, f"{stamp}-{socket.gethostname()}-{os.getpid()}.jsonl")
+        self._write(
+            event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard,
+            config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+            versions={"tool": _tool_version(), "torch": torch.__version__, "pyav": av.__version__,
+                      "ffmpeg": av.library_versions.get("libavcodec")},
+        )
+
+    def video(self, path: str, status: str, windows: Optional[int] = None, seconds: Optional[float] = None,
+              error: Optional[str] = None) -> None:
+        self._write(event="video", path=os.path.abspath(path), status=status, windows=windows,
+                    seconds=None if seconds is None else round(seconds, 3), error=error)
+
+    def end(self, summary: str, exit_code: int) -> None:
+        self._write(event="end", summary=summary, exit_code=exit_code)
+
+    def _write(self, **record) -> None:
+        record["time"] = time.time()
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+
+
+def read_records(output_path: str) -> list[dict]:
+    records = []
+    for path in sorted(glob.glob(os.path.join(output_path, RUNS_FOLDER, "*.jsonl"))):
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                try:
+                    records.append({**json.loads(line), "log": path})
+                except ValueError:  # a line cut short by a kill
+                    continue
+    return sorted(records, key=lambda record: record["time"])
+
+
+def status_report(output_path: str, listed: Optional[list[str]] = None) -> tuple[str, bool]:
+    """The totals over every process's log under ``output_path``, and whether all is done.
+
+    With ``listed`` (the run's input list), videos of it no process has reported count as not done.
+    """
+    records = read_records(output_path)
+    latest: dict[str, dict] = {}
+    for record in records:
+        if record["event"] == "video" and (record["status"] in DONE + ("failed",) or record["path"] not in latest):
+            latest[record["path"]] = record
+    videos = [os.path.abspath(p) for p in listed] if listed else list(latest)
+    outcome = Counter("done" if latest.get(v, {}).get("status") in DONE else
+                      "failed" if latest.get(v, {}).get("status") == "failed" else "not done" for v in videos)
+    processes = {record["log"] for record in records if record["event"] == "start"}
+    ended = {record["log"] for record in records if record["event"] == "end"}
+    finished = outcome["done"] == len(videos)
+    line = (f"all {len(videos)} videos done" if finished else
+            f"{outcome['done']} done, {outcome['failed']} failed, {outcome['not done']} not done of {len(videos)} videos")
+    lines = [f"{line} ({len(processes)} processes, {len(processes - ended)} without an end record: running or killed)"]
+    for video in videos:
+        if latest.get(video, {}).get("status") == "failed":
+            lines.append(f"failed: {video}: {latest[video]['error']}")
+    return "\n".join(lines), finished
