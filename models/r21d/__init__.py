@@ -13,6 +13,14 @@ KINETICS_PRESET = Preprocessing(
     resize=(128, 171), crop=112, crop_offset=round, mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989)
 )
 
+
+def _ig65m(name: str, file: str, window: int) -> Checkpoint:
+    """An IG-65M R(2+1)D-34 fine-tuned on Kinetics-400; ig65m-pytorch's own loader does not
+    hash-check its files, so neither do we."""
+    return Checkpoint(name, architecture="r2plus1d_34_ig65m", url=IG65M_RELEASE + file, stack_size=window,
+                      step_size=window, preprocessing=KINETICS_PRESET, classes="kinetics400")
+
+
 CHECKPOINTS = (
     Checkpoint(
         "r2plus1d_18_16_kinetics",
@@ -24,25 +32,8 @@ CHECKPOINTS = (
         preprocessing=KINETICS_PRESET,
         classes="kinetics400",
     ),
-    # ig65m-pytorch's own loader does not hash-check, so neither do we
-    Checkpoint(
-        "r2plus1d_34_32_ig65m_ft_kinetics",
-        architecture="r2plus1d_34_ig65m",
-        url=IG65M_RELEASE + "r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth",
-        stack_size=32,
-        step_size=32,
-        preprocessing=KINETICS_PRESET,
-        classes="kinetics400",
-    ),
-    Checkpoint(
-        "r2plus1d_34_8_ig65m_ft_kinetics",
-        architecture="r2plus1d_34_ig65m",
-        url=IG65M_RELEASE + "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth",
-        stack_size=8,
-        step_size=8,
-        preprocessing=KINETICS_PRESET,
-        classes="kinetics400",
-    ),
+    _ig65m("r2plus1d_34_32_ig65m_ft_kinetics", "r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth", 32),
+    _ig65m("r2plus1d_34_8_ig65m_ft_kinetics", "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth", 8),
 )
 
 register(Family("r21d", CHECKPOINTS, build_network, channels_last=True))
