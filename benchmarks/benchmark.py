@@ -297,6 +297,45 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores; {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def throughput_table(args) -> list[str]:
+    """The main table: model-only, decode ceiling, end-to-end, peak RSS (and the reduced precision's error)."""
+    from models.registry import families
+
+    short, long = (make_video(seconds) for seconds in args.lengths)
+    rows = []
+    for feature_type in args.feature_types:
+        args.feature_type = feature_type
+        spec = families()[feature_type].checkpoint(args.model_name)
+        models, e2es = [], []
+        for _ in range(args.rounds):
+            models.append(run_child(args, "model")["windows_per_s"])
+            e2es.append(run_child(args, "e2e", video=short)["windows_per_s"])
+        ratio = statistics.median(e / m for e, m in zip(e2es, models))
+        decode = run_child(args, "decode", video=short)
+        memory_step = spec.step_size * args.memory_step_factor
+        rss_short = run_child(args, "e2e", video=short, step_size=memory_step)["peak_rss_mb"]
+        rss_long = run_child(args, "e2e", video=long, step_size=memory_step)["peak_rss_mb"]
+        error = ""
+        if args.precision != "fp32":
+            error = f" {run_child(args, 'error', video=short, step_size=memory_step)['relative_error']:.1e} |"
+        rows.append(
+            f"| {feature_type} | {spec.name} | {args.batch_size} | {statistics.median(models):.2f} "
+            f"| {decode['windows_per_s']:.1f} | {statistics.median(e2es):.2f} "
+            f"| {ratio:.2f} | {rss_short:.0f} | {rss_long:.0f} "
+            f"| {rss_long / rss_short:.2f} |{error}"
+        )
+        print(rows[-1], file=sys.stderr, flush=True)
+
+    lines = [f"Machine: {machine()}; device {args.device}, precision {args.precision}, compile {args.compile}, "
+             f"videos 1280x720 30 fps ({args.lengths[0]} s and {args.lengths[1]} s), "
+             f"memory step x{args.memory_step_factor}, medians of {args.rounds} rounds", ""]
+    error_column = f" {args.precision} error |" if args.precision != "fp32" else ""
+    lines.append("| feature_type | model | batch | model-only win/s | decode ceiling win/s | end-to-end win/s | "
+                 f"e2e / model | peak RSS short MB | peak RSS long MB | long / short |{error_column}")
+    lines.append("|" + "---|" * (10 + bool(error_column)))
+    return lines + rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--feature-types", nargs="+", help="default: every registered feature type")
@@ -351,41 +390,7 @@ def main() -> None:
         print("\n".join(memory_table(args)))
         return
 
-    short, long = (make_video(seconds) for seconds in args.lengths)
-    rows = []
-    for feature_type in args.feature_types:
-        args.feature_type = feature_type
-        spec = families()[feature_type].checkpoint(args.model_name)
-        models, e2es = [], []
-        for _ in range(args.rounds):
-            models.append(run_child(args, "model")["windows_per_s"])
-            e2es.append(run_child(args, "e2e", video=short)["windows_per_s"])
-        ratio = statistics.median(e / m for e, m in zip(e2es, models))
-        decode = run_child(args, "decode", video=short)
-        memory_step = spec.step_size * args.memory_step_factor
-        rss_short = run_child(args, "e2e", video=short, step_size=memory_step)["peak_rss_mb"]
-        rss_long = run_child(args, "e2e", video=long, step_size=memory_step)["peak_rss_mb"]
-        error = ""
-        if args.precision != "fp32":
-            error = f" {run_child(args, 'error', video=short, step_size=memory_step)['relative_error']:.1e} |"
-        rows.append(
-            f"| {feature_type} | {spec.name} | {args.batch_size} | {statistics.median(models):.2f} "
-            f"| {decode['windows_per_s']:.1f} | {statistics.median(e2es):.2f} "
-            f"| {ratio:.2f} | {rss_short:.0f} | {rss_long:.0f} "
-            f"| {rss_long / rss_short:.2f} |{error}"
-        )
-        print(rows[-1], file=sys.stderr, flush=True)
-
-    print(f"Machine: {machine()}; device {args.device}, precision {args.precision}, compile {args.compile}, "
-          f"videos 1280x720 30 fps ({args.lengths[0]} s and {args.lengths[1]} s), memory step x{args.memory_step_factor}, "
-          f"medians of {args.rounds} rounds")
-    print()
-    error_column = f" {args.precision} error |" if args.precision != "fp32" else ""
-    print("| feature_type | model | batch | model-only win/s | decode ceiling win/s | end-to-end win/s | "
-          f"e2e / model | peak RSS short MB | peak RSS long MB | long / short |{error_column}")
-    print("|" + "---|" * (10 + bool(error_column)))
-    print("\n".join(rows))
-
+    print("\n".join(throughput_table(args)))
 
 if __name__ == "__main__":
     main()
