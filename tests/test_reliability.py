@@ -209,3 +209,17 @@ def test_a_video_in_flight_keeps_copies_not_views_of_the_network_output():
     for row in range(2):
         video.record(Window(row, torch.zeros(3, 2, 4, 4), 0.0, 0.08), output[row], output[row, :4])
     assert all(array.base is None for array in video.features + video.logits)
+
+
+def test_the_samples_give_every_model_several_real_windows():
+    from models.registry import families
+    from utils.video import VideoReader
+    from utils.windows import WindowPlan
+
+    with VideoReader(str(ROOT / "sample" / "c.mp4")) as reader:
+        frames = sum(1 for _ in reader.frames(lambda index: False))
+    for family in families().values():
+        for checkpoint in family.checkpoints:  # a real window, not one padded with the last frame
+            assert frames >= checkpoint.stack_size, checkpoint.name
+        default = family.default
+        assert WindowPlan(default.stack_size, default.step_size, ()).count(frames) >= 2, default.name
