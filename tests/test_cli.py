@@ -77,7 +77,7 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
     ]
     assert "Traceback" not in result.stderr
     assert result.stderr.rstrip().endswith("2 extracted, 0 skipped, 2 failed")
-    written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    written = sorted(p.name for p in (tmp_path / "out" / "r21d").rglob("*") if p.is_file())
     # the inputs share no folder below /, so names are their paths relative to it
     assert len(written) == 8 and not any("corrupt" in name or "missing" in name for name in written)
     assert not (tmp_path / "outputs").exists()  # no stray Hydra folder
