@@ -18,6 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+CROP_COUNTS = (1, 3, 5, 10)  # the crops option's values (utils/crops.py)
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
@@ -34,6 +35,11 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class CropReduce(str, Enum):
+    none = "none"
+    mean = "mean"
 
 
 class OnExtraction(str, Enum):
@@ -56,6 +62,11 @@ class ExtractionConfig:
     fps_method: FpsMethod = option(
         FpsMethod.filter, "filter: FFmpeg's fps filter inside this process | reencode: ffmpeg CLI re-encode into tmp_path"
     )
+    crops: int = option(
+        1, "spatial crops per window: 1 (the model's centre crop) | 3 (start, middle, end of the long side) | "
+        "5 (torchvision FiveCrop) | 10 (TenCrop): features (N, crops, D)"
+    )
+    crop_reduce: CropReduce = option(CropReduce.none, "none: keep every crop's features | mean: average them to (N, D)")
     device: str = option("auto", "auto (cuda if present, else cpu) | cpu | cuda | cuda:N")
     precision: Precision = option(
         Precision.fp32, "fp32 | bf16 | fp16 autocast (fp16 on CUDA only, bf16 also on CPUs with AVX512-BF16 or AMX)"
@@ -155,6 +166,8 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "claim_stale_seconds", kind=float, also=())
     if not 0 <= cfg.shard_id < cfg.num_shards:
         raise ConfigError(f"shard_id must be in 0 .. num_shards - 1 = {cfg.num_shards - 1}, got {cfg.shard_id}")
+    if cfg.crops not in CROP_COUNTS:
+        raise ConfigError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {cfg.crops!r}")
     if cfg.weights_path is not None and not cfg.pretrained:
         raise ConfigError("weights_path and pretrained=false contradict each other; give one of them")
     if cfg.fps_method == FpsMethod.reencode and cfg.extraction_fps is not None and shutil.which("ffmpeg") is None:

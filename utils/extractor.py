@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from models.registry import load_family
 from utils.config import ConfigError
+from utils.crops import MultiCrop
 from utils.decoder import Decoding
 from utils.inference import Inference, check_precision, resolve_decode_workers, resolve_device
 from utils.labels import class_names
@@ -53,19 +54,25 @@ class Extractor:
         self.feature_type = self.family.feature_type
         self.model_name = self.checkpoint.name
         self.plan = WindowPlan(stack, step, offsets)
+        self.crops = cfg.crops
+        self.crop_reduce = cfg.crop_reduce.value if self.crops > 1 else "none"  # nothing to reduce in one crop
+        # crops=1 keeps the checkpoint's own centre crop: the same code as before the option existed
+        preprocessing = self.checkpoint.preprocessing
+        self._preprocess = preprocessing if self.crops == 1 else MultiCrop(preprocessing, self.crops)
         decoding = Decoding(self.plan, self.preprocess, self.device, cfg.extraction_fps, cfg.fps_method.value,
                             cfg.tmp_path, cfg.keep_tmp_files, cfg.keep_partial)
         self.precision = cfg.precision.value
         workers = resolve_decode_workers(cfg.decode_workers, self.device)
-        self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers)
+        self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers,
+                                 self.crop_reduce)
 
     def preprocess(self, frames):
-        """(N, H, W, 3) uint8 frames on the device -> (N, C, h, w) network input."""
-        return self.checkpoint.preprocessing(frames)
+        """(N, H, W, 3) uint8 frames on the device -> (N, C, h, w) network input, or (N, crops, C, h, w)."""
+        return self._preprocess(frames)
 
     def settings(self) -> dict:
         """What decides this extractor's features: recorded beside saved outputs, so that outputs
-        made otherwise (other weights, windows, frame rate, method or precision) are not reused."""
+        made otherwise (other weights, windows, frame rate, method, precision or crops) are not reused."""
         weights = "random"
         if self.weights_file:
             stat = os.stat(self.weights_file)
@@ -81,6 +88,8 @@ class Extractor:
             "extraction_fps": decoding.extraction_fps,
             "fps_method": decoding.fps_method if decoding.extraction_fps else None,
             "precision": self.precision,
+            "crops": self.crops,
+            "crop_reduce": self.crop_reduce,
             "preprocessing": {**dataclasses.asdict(preprocessing), "crop_offset": preprocessing.crop_offset.__name__},
         }
         return json.loads(json.dumps(settings))  # as a JSON record reads back: lists, not tuples
@@ -93,7 +102,8 @@ class Extractor:
         return class_names(self.checkpoint.classes)
 
     def extract(self, path: str) -> dict[str, np.ndarray]:
-        """Features of one video: {feature_type: (N, D), 'timestamps_ms': (N, 2), 'fps': ()}."""
+        """Features of one video: {feature_type: (N, D), 'timestamps_ms': (N, 2), 'fps': ()}; with crops > 1
+        the features are (N, crops, D), or (N, D) with crop_reduce=mean."""
         (result,) = self.extract_many([path])
         if result.error:
             raise ExtractionError(f"{path}: {result.error}")

@@ -173,9 +173,14 @@ def describe_outputs(name: str, outputs: dict[str, np.ndarray]) -> str:
 
 
 def describe_predictions(logits: np.ndarray, times_ms: np.ndarray, class_names, top: int = 5) -> str:
-    """show_pred: the top classes of every window with their softmax probabilities."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    """show_pred: the top classes of every window with their softmax probabilities.
+
+    ``logits``: (windows, classes), or (windows, crops, classes), whose crops' probabilities are
+    averaged, as the official multi-view tests average softmax scores (not logits)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    probabilities = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    if probabilities.ndim == 3:
+        probabilities = probabilities.mean(axis=1)
     lines = []
     if class_names is None:
         lines.append("  (class names are not known for this checkpoint; showing class indices)")

@@ -30,7 +30,7 @@ LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
 class VideoResult:
     path: str
     outputs: Optional[dict[str, np.ndarray]] = None  # None when skipped or failed
-    logits: Optional[np.ndarray] = None  # (windows, classes)
+    logits: Optional[np.ndarray] = None  # (windows, classes), or (windows, crops, classes)
     error: Optional[str] = None
     skipped: Optional[str] = None  # why the video was not read: the caller's skip() answer
     seconds: Optional[float] = None  # from its first message to its result
@@ -107,8 +107,10 @@ class VideoInFlight:
 
 class Pipeline:
     def __init__(self, inference: Inference, decoding: Decoding, feature_type: str, batch_size: int = 1,
-                 decode_workers: int = 1):
+                 decode_workers: int = 1, crop_reduce: str = "none"):
+        """``crop_reduce``: "mean" averages the features of a window's crops (its logits stay per crop)."""
         self.inference = inference
+        self.crop_reduce = crop_reduce
         self.decoding = decoding
         self.feature_type = feature_type
         self.batch_size = batch_size
@@ -191,7 +193,12 @@ class Pipeline:
             # a compiled forward is specialised to one batch shape: pad rather than recompile
             padding = clips[-1:].expand(self.batch_size - len(batch), *clips.shape[1:])
             clips = torch.cat([clips, padding])
-        features, logits = self.inference(clips)
+        multi_crop = clips.dim() == 6  # (B, crops, C, T, h, w): B windows run as B x crops clips
+        features, logits = self.inference(clips.flatten(0, 1) if multi_crop else clips)
+        if multi_crop:  # back to one row per window: (B, crops, D) and (B, crops, classes)
+            features, logits = (output.unflatten(0, clips.shape[:2]) for output in (features, logits))
+            if self.crop_reduce == "mean":
+                features = features.float().mean(dim=1)
         features = features[: len(batch)].float().cpu().numpy()
         logits = logits[: len(batch)].float().cpu().numpy()
         for row, (video, window) in enumerate(batch):

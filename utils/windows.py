@@ -69,7 +69,7 @@ class WindowPlan:
 @dataclass
 class Window:
     index: int
-    frames: torch.Tensor  # (C, T, H, W): the window's offsets, preprocessed
+    frames: torch.Tensor  # (C, T, H, W), or (crops, C, T, H, W): the window's offsets, preprocessed
     start: float  # seconds: presentation time of the window's first frame
     end: float  # seconds: presentation time of its last frame plus one frame duration
 
@@ -118,5 +118,6 @@ class WindowAssembler:
 
     def _cut(self, window: int, indices: list[int], last_time: float) -> Window:
         self.windows_cut += 1
-        frames = torch.stack([self._frames[i] for i in indices], dim=1)
+        # time goes before (h, w): (C, h, w) frames give (C, T, h, w), (crops, C, h, w) give (crops, C, T, h, w)
+        frames = torch.stack([self._frames[i] for i in indices], dim=-3)
         return Window(window, frames, self._start_times[window], last_time + self.frame_duration)
