@@ -118,6 +118,7 @@ class WindowAssembler:
 
     def _cut(self, window: int, indices: list[int], last_time: float) -> Window:
         self.windows_cut += 1
-        # time goes before (h, w): (C, h, w) frames give (C, T, h, w), (crops, C, h, w) give (crops, C, T, h, w)
-        frames = torch.stack([self._frames[i] for i in indices], dim=-3)
+        frames = [self._frames[i] for i in indices]
+        # time goes after the channels: (C, h, w) frames give (C, T, h, w), (crops, C, h, w) give (crops, C, T, h, w)
+        frames = torch.stack(frames, dim=2 if frames[0].dim() == 4 else 1)
         return Window(window, frames, self._start_times[window], last_time + self.frame_duration)

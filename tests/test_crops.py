@@ -1,0 +1,143 @@
+"""crops=3|5|10: each crop against the reference crop of the resized frame, the crop batch against
+each crop run alone, crops=1 against the plain pipeline, and the outputs' shapes."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+
+from main import main
+from models.registry import load_family
+from tests.conftest import SAMPLE_B, make_extractor
+from utils.crops import MultiCrop, crop_boxes
+from utils.output import describe_predictions
+from utils.transforms import ResizeCrop, resize_crop_normalize
+from utils.video import VideoReader
+
+# one window of 8 frames: 10 crops of it stay cheap on a CPU
+ONE_WINDOW = dict(stack_size=8, step_size=200)
+
+
+def preprocessing_of(feature_type: str):
+    return load_family(feature_type, f"models.{feature_type}").default.preprocessing
+
+
+def resized_reference(frames: torch.Tensor, preprocessing) -> torch.Tensor:
+    """The whole resized frame in the reference order of operations: float, resize, normalise."""
+    resized_hw = preprocessing.geometry(*frames.shape[1:3]).resize_hw
+    x = frames.permute(0, 3, 1, 2).float() / 255
+    x = F.interpolate(x, size=resized_hw, mode="bilinear", align_corners=False, antialias=False)
+    return (x - torch.tensor(preprocessing.mean).view(1, 3, 1, 1)) / torch.tensor(preprocessing.std).view(1, 3, 1, 1)
+
+
+def uniform_crop(image: torch.Tensor, size: int, spatial_index: int) -> torch.Tensor:
+    """PySlowFast's uniform_crop (slowfast/datasets/transform.py), written out again."""
+    height, width = image.shape[-2:]
+    y, x = int(math.ceil((height - size) / 2)), int(math.ceil((width - size) / 2))
+    if height > width:
+        y = {0: 0, 1: y, 2: height - size}[spatial_index]
+    else:
+        x = {0: 0, 1: x, 2: width - size}[spatial_index]
+    return image[..., y : y + size, x : x + size]
+
+
+def reference_crops(image: torch.Tensor, size: int, crops: int) -> list[torch.Tensor]:
+    if crops == 3:
+        return [uniform_crop(image, size, index) for index in range(3)]
+    return list((T.FiveCrop(size) if crops == 5 else T.TenCrop(size))(image))
+
+
+@pytest.mark.parametrize("crops", [3, 5, 10])
+@pytest.mark.parametrize("feature_type", ["r21d", "slowfast", "timesformer"])
+@pytest.mark.parametrize("height, width", [(270, 480), (301, 199)])  # landscape; portrait with odd margins
+def test_each_crop_is_the_reference_crop_of_the_resized_frame(crops, feature_type, height, width):
+    preprocessing = preprocessing_of(feature_type)
+    frames = torch.randint(0, 256, (2, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ours = MultiCrop(preprocessing, crops)(frames)
+    expected = reference_crops(resized_reference(frames, preprocessing), preprocessing.crop, crops)
+    assert ours.shape == (2, crops, 3, preprocessing.crop, preprocessing.crop)
+    for crop, reference in enumerate(expected):
+        torch.testing.assert_close(ours[:, crop], reference, atol=2e-6, rtol=0, msg=f"crop {crop}")
+
+
+def test_three_crops_run_along_the_long_side():
+    # r21d's exact 128x171 resize: x at 0, ceil(59 / 2) = 30 (where its own centre crop rounds to 30 too), 59
+    assert [(b.top, b.left) for b in crop_boxes(3, 128, 171, 112)] == [(8, 0), (8, 30), (8, 59)]
+    assert [(b.top, b.left) for b in crop_boxes(3, 455, 256, 256)] == [(0, 0), (100, 0), (199, 0)]
+    assert [(b.top, b.left, b.flip) for b in crop_boxes(10, 128, 171, 112)][4:6] == [(8, 30, False), (0, 0, True)]
+
+
+def alone(crop_box, preprocessing):
+    """The centre-crop pipeline's preprocessing with one crop's box in place of the centre."""
+
+    def preprocess(frames):
+        resized_hw = preprocessing.geometry(*frames.shape[1:3]).resize_hw
+        size, left = preprocessing.crop, crop_box.left
+        if crop_box.flip:  # the box of the flipped frame is the mirrored box, flipped
+            left = resized_hw[1] - left - size
+        geometry = ResizeCrop(resized_hw, (crop_box.top, left), (size, size))
+        out = resize_crop_normalize(frames, geometry, preprocessing.mean, preprocessing.std, preprocessing.bgr)
+        return out.flip(-1) if crop_box.flip else out
+
+    return preprocess
+
+
+@pytest.mark.parametrize("crops", [3, 10])
+def test_each_crop_of_the_batch_has_the_features_of_that_crop_run_alone(crops, r21d_checkpoint):
+    options = dict(weights_path=r21d_checkpoint, **ONE_WINDOW)
+    batched = make_extractor(crops=crops, **options).extract(SAMPLE_B)["r21d"]
+    assert batched.shape == (1, crops, 512)
+    single = make_extractor(**options)
+    preprocessing = single.checkpoint.preprocessing
+    for crop, box in enumerate(crop_boxes(crops, 128, 171, preprocessing.crop)):
+        single.pipeline.decoding.preprocess = alone(box, preprocessing)
+        features = single.extract(SAMPLE_B)["r21d"]
+        np.testing.assert_allclose(batched[:, crop], features, atol=1e-5, rtol=1e-5, err_msg=f"crop {crop}")
+
+
+def test_one_crop_is_the_plain_pipeline_bit_for_bit(r21d_checkpoint):
+    extractor = make_extractor(weights_path=r21d_checkpoint, stack_size=16, step_size=64)  # frames skipped
+    assert extractor.crops == 1 and extractor.settings()["crops"] == 1
+    features = extractor.extract(SAMPLE_B)["r21d"]
+    # the pipeline's steps written out: decode, the checkpoint's preprocessing, (1, C, T, h, w), the network
+    with VideoReader(SAMPLE_B) as reader:
+        images = [torch.from_numpy(frame.image)[None] for frame in reader.frames()]
+    preprocess = extractor.checkpoint.preprocessing
+    for window, start in enumerate(range(0, len(images) - 16 + 1, 64)):
+        clip = torch.stack([preprocess(image)[0] for image in images[start : start + 16]], dim=1)
+        expected = extractor.inference(clip[None])[0][0].numpy()
+        np.testing.assert_array_equal(features[window], expected)
+
+
+def test_crops_and_crop_reduce_through_the_command_line(r21d_checkpoint, tmp_path, capsys):
+    def run(*args):
+        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path}", "device=cpu", f"video_paths=[{SAMPLE_B}]",
+                     "stack_size=8", "step_size=64", "on_extraction=save_numpy", *args])
+        assert code == 0
+        return np.load(tmp_path / "r21d" / "r2plus1d_18_16_kinetics" / "b_r21d.npy"), capsys.readouterr()
+
+    per_crop, _ = run("crops=3", "batch_size=2")  # 3 windows: a full batch and a part one
+    assert per_crop.shape == (3, 3, 512)
+    reduced, captured = run("crops=3", "crop_reduce=mean", "show_pred=true")
+    assert reduced.shape == (3, 512)
+    np.testing.assert_allclose(reduced, per_crop.mean(axis=1), atol=1e-5, rtol=1e-5)
+    assert "(1 replaced outputs made with other settings)" in captured.err  # crop_reduce is in the record
+    rows = [line for line in captured.out.splitlines() if line.strip().startswith("0.00-")]
+    assert len(rows) == 1 and len(rows[0].split(" | ")) == 5
+    assert run("crops=1")[0].shape == (3, 512)
+
+
+def test_show_pred_averages_the_crops_probabilities():
+    # crop 0 is sure of class 0, crop 1 of class 1: averaged probabilities are a half each (averaged
+    # logits would give a third each)
+    logits = np.array([[[20.0, 0.0, 0.0], [0.0, 20.0, 0.0]]])
+    text = describe_predictions(logits, np.array([[0.0, 1000.0]]), ["a", "b", "c"], top=3)
+    assert text.strip().endswith("a 0.500 | b 0.500 | c 0.000")
+
+
+def test_an_unknown_crop_count_is_one_line_naming_the_option(capsys):
+    assert main([f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu", "crops=4"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: crops must be one of 1, 3, 5, 10, got 4\n"
