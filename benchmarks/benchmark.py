@@ -25,6 +25,9 @@ shows their medians and the median of the per-round ratios.
 ``--feed-workers 1 2 4`` (instead of the table) prints the windows/s the pipeline can feed the
 network with that many ``decode_workers``, the network skipped: the ceiling a GPU run can reach.
 
+``--crops 1 3 10`` (instead of the table) prints, for each crop count, windows/s and crops/s
+(windows x crops) of the network alone and end to end on the short video, in interleaved rounds.
+
 ``--compare CMD`` (instead of the table) runs another tool (a shell command; ``{video}`` and
 ``{output}`` are replaced by the video and an empty output folder) and our command line on
 ``--compare-video``, and prints both
@@ -112,18 +115,21 @@ def build(args, **overrides):
     from utils.extractor import build_extractor
 
     options = {"feature_type": args.feature_type, "device": args.device, "batch_size": args.batch_size,
-               "precision": args.precision, "compile": args.compile, **weights_options(args), **overrides}
+               "precision": args.precision, "compile": args.compile, "crops": args.crop_count,
+               **weights_options(args), **overrides}
     if args.model_name:
         options["model_name"] = args.model_name
     return build_extractor(load_config(options))
 
 
 def random_batch(extractor, batch_size: int):
-    """A batch of preprocessed windows of a 720p video's shape, with random values."""
+    """A batch of preprocessed windows of a 720p video's shape, with random values, as the network
+    gets it: (windows x crops, C, T, h, w)."""
     import torch
 
-    frame = extractor.preprocess(torch.zeros(1, 720, 1280, 3, dtype=torch.uint8, device=extractor.device))
-    return torch.randn(batch_size, frame.shape[1], len(extractor.plan.offsets), *frame.shape[2:],
+    frame = extractor.preprocess(torch.zeros(1, 720, 1280, 3, dtype=torch.uint8, device=extractor.device))[0]
+    channels, height, width = frame.shape[-3:]  # frame: (C, h, w), or (crops, C, h, w)
+    return torch.randn(batch_size * extractor.crops, channels, len(extractor.plan.offsets), height, width,
                        device=extractor.device)
 
 
@@ -204,7 +210,8 @@ def child_precision_error(args) -> dict:
 def run_child(args, mode: str, **extra) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--child", mode, "--feature-type", args.feature_type,
             "--device", args.device, "--batch-size", str(args.batch_size), "--precision", args.precision,
-            "--model-rounds", str(args.model_rounds), "--min-seconds", str(args.min_seconds)]
+            "--model-rounds", str(args.model_rounds), "--min-seconds", str(args.min_seconds),
+            "--crop-count", str(args.crop_count)]
     if args.weights_path:
         argv += ["--weights-path", args.weights_path]
     if args.compile:
@@ -284,6 +291,33 @@ def feed_table(args) -> list[str]:
     return lines
 
 
+def crops_table(args) -> list[str]:
+    """Windows/s and crops/s (windows x crops) of the network alone and end to end, per crop count."""
+    from models.registry import families
+
+    short = make_video(args.lengths[0])
+    lines = [f"Machine: {machine()}; device {args.device}, precision {args.precision}, batch {args.batch_size} "
+             f"windows; {args.lengths[0]} s 1280x720 30 fps video; medians of {args.rounds} rounds", "",
+             "| feature_type | model | crops | model-only win/s | model-only crops/s | end-to-end win/s "
+             "| end-to-end crops/s |", "|" + "---|" * 7]
+    for feature_type in args.feature_types:
+        args.feature_type = feature_type
+        model = families()[feature_type].checkpoint(args.model_name).name
+        rates = {crops: ([], []) for crops in args.crops}
+        for _ in range(args.rounds):  # interleaved: a VM's speed drifts over minutes
+            for crops in args.crops:
+                args.crop_count = crops
+                rates[crops][0].append(run_child(args, "model")["windows_per_s"])
+                rates[crops][1].append(run_child(args, "e2e", video=short)["windows_per_s"])
+        for crops, (models, e2es) in rates.items():
+            model_rate, e2e_rate = statistics.median(models), statistics.median(e2es)
+            lines.append(f"| {feature_type} | {model} | {crops} | {model_rate:.2f} | {model_rate * crops:.2f} "
+                         f"| {e2e_rate:.2f} | {e2e_rate * crops:.2f} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+    args.crop_count = 1
+    return lines
+
+
 def machine() -> str:
     import torch
 
@@ -358,7 +392,10 @@ def main() -> None:
     parser.add_argument("--feed-videos", type=int, default=4, help="copies of the short video for --feed-workers")
     parser.add_argument("--memory-lengths", nargs="+", type=int, metavar="SECONDS",
                         help="instead of the table: peak RSS over 64x64 10 fps videos of these lengths, default settings")
+    parser.add_argument("--crops", nargs="+", type=int, metavar="N",
+                        help="instead of the table: windows/s and crops/s with crops=N, network alone and end to end")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--crop-count", type=int, default=1, help=argparse.SUPPRESS)  # a child's crops option
     parser.add_argument("--feature-type", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
     parser.add_argument("--step-size", type=int, help=argparse.SUPPRESS)
@@ -388,6 +425,10 @@ def main() -> None:
 
     if args.memory_lengths:
         print("\n".join(memory_table(args)))
+        return
+
+    if args.crops:
+        print("\n".join(crops_table(args)))
         return
 
     print("\n".join(throughput_table(args)))

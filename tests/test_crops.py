@@ -113,8 +113,8 @@ def test_one_crop_is_the_plain_pipeline_bit_for_bit(r21d_checkpoint):
 
 def test_crops_and_crop_reduce_through_the_command_line(r21d_checkpoint, tmp_path, capsys):
     def run(*args):
-        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path}", "device=cpu", f"video_paths=[{SAMPLE_B}]",
-                     "stack_size=8", "step_size=64", "on_extraction=save_numpy", *args])
+        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path}", "device=cpu",
+                     f"video_paths=[{SAMPLE_B}]", "stack_size=8", "step_size=64", "on_extraction=save_numpy", *args])
         assert code == 0
         return np.load(tmp_path / "r21d" / "r2plus1d_18_16_kinetics" / "b_r21d.npy"), capsys.readouterr()
 

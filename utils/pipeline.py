@@ -3,6 +3,7 @@
 ``decode_workers`` threads (utils/decoder.py) decode videos and preprocess their frames while the
 main thread cuts windows (utils/windows.py) and runs the network on batches of ``batch_size``
 windows. A batch may hold windows of consecutive videos, so many short videos still fill batches.
+With ``crops`` > 1 a window is (crops, C, T, h, w) and its crops run as clips of the same batch.
 A video's outputs are assembled once its last window is through the network; a failure is
 reported for that video alone and the others go on.
 """
