@@ -433,5 +433,6 @@ def main() -> None:
 
     print("\n".join(throughput_table(args)))
 
+
 if __name__ == "__main__":
     main()

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ["tests.slurm"]  # the slurm_cluster fixture
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_A = str(ROOT / "sample" / "a.mp4")  # 1280x720, 25 fps, 132 frames
 SAMPLE_B = str(ROOT / "sample" / "b.mp4")  # 480x270, 29.97 fps, 158 frames

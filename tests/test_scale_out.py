@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, run_cli
-from tests.slurm import slurm_cluster  # noqa: F401  (a session fixture)
 from utils.claims import Claims
 from utils.run import shard
 from utils.runlog import read_records
@@ -145,7 +144,7 @@ def test_two_shards_through_joblib_equal_one_process(videos, tmp_path, r21d_chec
 
 
 @pytest.mark.slow
-def test_two_shards_through_a_real_slurm_equal_one_process(videos, tmp_path, r21d_checkpoint, slurm_cluster):  # noqa: F811
+def test_two_shards_through_a_real_slurm_equal_one_process(videos, tmp_path, r21d_checkpoint, slurm_cluster):
     out = tmp_path / "out"
     result = run_cli(
         "-m", "shard_id=range(0,2)", "num_shards=2", "hydra/launcher=slurm", "hydra.launcher.partition=debug",

@@ -4,7 +4,6 @@ import sys
 import textwrap
 import time
 
-from tests.slurm import slurm_cluster  # noqa: F401
 
 
 def wait_for(paths, job_id, env, timeout_s=60):
@@ -18,7 +17,7 @@ def wait_for(paths, job_id, env, timeout_s=60):
     raise AssertionError(f"job {job_id}: after {timeout_s} s, missing {[str(p) for p in paths if not p.exists()]}")
 
 
-def test_sbatch_array_runs_every_task(slurm_cluster, tmp_path):  # noqa: F811
+def test_sbatch_array_runs_every_task(slurm_cluster, tmp_path):
     job_id = subprocess.run(
         ["sbatch", "--parsable", "--array=0-1", f"--output={tmp_path}/%A_%a.log",
          "--wrap", f'echo "$SLURM_ARRAY_TASK_ID" > {tmp_path}/task_"$SLURM_ARRAY_TASK_ID"'],
@@ -57,7 +56,7 @@ if __name__ == "__main__":
 '''
 
 
-def test_hydra_sweep_runs_on_slurm_through_submitit(slurm_cluster, tmp_path):  # noqa: F811
+def test_hydra_sweep_runs_on_slurm_through_submitit(slurm_cluster, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "app.py").write_text(textwrap.dedent(APP.format(out=str(out))))
