@@ -5,7 +5,6 @@ import textwrap
 import time
 
 
-
 def wait_for(paths, job_id, env, timeout_s=60):
     """Until every path exists and the job has left the queue (no accounting here, so no sacct)."""
     deadline = time.monotonic() + timeout_s
