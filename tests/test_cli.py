@@ -331,7 +331,7 @@ def test_a_preprocessing_failure_fails_that_video_alone(r21d_checkpoint):
 
 def test_skipped_decoding_and_a_restart_give_the_plain_features(r21d_checkpoint, monkeypatch):
     import utils.decoder as base
-    from utils.video import SkipMismatch
+    from utils.skipping import SkipMismatch
 
     # windows of 8 frames every 16: half the frames are in no window, so decoding skips some
     extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True, stack_size=8, step_size=16)

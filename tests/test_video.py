@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg
-from utils.video import PartialVideo, SkipMismatch, VideoError, VideoReader
+from utils.skipping import SkipMismatch
+from utils.video import PartialVideo, VideoError, VideoReader
 
 
 

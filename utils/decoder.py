@@ -16,7 +16,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from utils.video import Frame, SkipMismatch, VideoError, VideoReader, reencode_to_fps
+from utils.reencode import reencode_to_fps
+from utils.skipping import SkipMismatch
+from utils.video import Frame, VideoError, VideoReader
 from utils.windows import WindowPlan
 
 FRAMES_PER_MESSAGE = 8  # preprocessed frames per queue message

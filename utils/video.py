@@ -9,12 +9,7 @@ Frames a display matrix rotates (phone videos) come out upright, as the ffmpeg p
 A file whose frames end well before the end it declares (truncated), or whose frames the decoder
 flags as damaged, raises VideoError once its frames have been read (``keep_partial``: a warning).
 """
-import bisect
-import collections
-import hashlib
-import itertools
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,12 +18,9 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
+from utils.skipping import SKIPPABLE_CODECS, SkipMismatch, SkippingDecoder
 
-# Codecs whose FFmpeg decoders honour skip_frame=nonref (tests/test_video.py checks both).
-SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
-# Packets read ahead of the decoder to number frames in presentation order: more than the deepest
-# frame reordering H.264 and HEVC allow (16 frames).
-REORDER_PACKETS = 32
+
 # A video whose frames end more than this short of the end its file declares is reported as truncated:
 # the larger of a time and a number of frames at the native rate. Complete files end within a frame.
 TRUNCATED_SECONDS = 1.0
@@ -41,10 +33,6 @@ class VideoError(Exception):
 
 class PartialVideo(UserWarning):
     """With ``keep_partial``: the video was read only in part (truncated, or corrupt data)."""
-
-
-class SkipMismatch(Exception):
-    """Frames could not be numbered before decoding them: decode the video again without skipping."""
 
 
 @dataclass
@@ -259,82 +247,12 @@ class VideoReader:
             yield frame
 
     def _skipping(self, wanted: Callable[[int], bool]):
-        """(seconds, frame) in presentation order like ``_timed(_native())``, with frame None for
-        the frames skipped: not wanted, and dropped by FFmpeg's ``skip_frame=nonref`` because no
-        other frame references them.
-
-        Whether a frame is wanted depends on its position in presentation order, which is known
-        before decoding from the packets' timestamps: the number of packets with an earlier pts,
-        among those already sent to the decoder and the next REORDER_PACKETS. Packets reach the
-        decoder in the file's order, as without skipping, so the decoded frames are the same.
-        Whatever breaks that numbering (no timestamps, equal ones, reordering deeper than the
-        look-ahead, a frame the decoder drops or adds) raises SkipMismatch.
-        """
-        codec = self._stream.codec_context
-        time_base = self._stream.time_base
-        shift = round(self._start_seconds / time_base)
-        seconds = lambda pts: float((pts - shift) * time_base)  # noqa: E731  as _native shifts frame.pts
-        tick = float(time_base)
-        sent = []  # sorted pts of the frames' packets sent to the decoder (edit-list discards excluded)
-
-        def demuxed():
-            for packet in self._container.demux(self._stream):
-                if not packet.size:  # the demuxer's end-of-stream marker
-                    continue
-                if packet.pts is None or (not packet.is_discard and sent and packet.pts <= sent[-1]):
-                    raise SkipMismatch("packet timestamps do not give the presentation order")
-                yield packet
-
-        packets = demuxed()
-        ahead = collections.deque(itertools.islice(packets, REORDER_PACKETS))
-        announced = {}  # position -> (pts, skipped) of the frames not yet yielded
-        positions = {}  # pts -> position of the same
-        next_position = 0
-
-        def up_to(position):
-            """The skipped frames from the next position up to ``position``, which is decoded."""
-            nonlocal next_position
-            for missing in range(next_position, position):
-                pts, skipped = announced.pop(missing, (None, False))
-                if not skipped:
-                    raise SkipMismatch(f"frame {missing} was not decoded")
-                del positions[pts]
-                self.skipped_frames += 1
-                time = seconds(pts)
-                self._decoded(time, 0.0, False)
-                yield time, None
-            next_position = position + 1
-
-        def release(frames):
-            for frame in frames:
-                position = positions.pop(frame.pts, None)
-                if position is None or position < next_position:
-                    raise SkipMismatch("the decoder gave a frame out of the packets' order")
-                del announced[position]
-                yield from up_to(position)
-                time = seconds(frame.pts)
-                self._decoded(time, frame.duration * tick, frame.is_corrupt)
-                yield time, frame
-
-        while ahead:
-            packet = ahead.popleft()
-            ahead.extend(itertools.islice(packets, 1))
-            skip = True  # frames an edit list discards are never shown: skip them where possible
-            if not packet.is_discard:
-                earlier = bisect.bisect_left(sent, packet.pts)
-                if sent[earlier:earlier + 1] == [packet.pts]:
-                    raise SkipMismatch("packet timestamps do not give the presentation order")
-                later = [other.pts for other in ahead if not other.is_discard]
-                position = earlier + sum(pts < packet.pts for pts in later)
-                is_last = len(ahead) < REORDER_PACKETS and position == len(sent) + len(later)
-                skip = not (wanted(position) or is_last)
-                bisect.insort(sent, packet.pts)
-                announced[position], positions[packet.pts] = (packet.pts, skip), position
-            codec.skip_frame = "NONREF" if skip else "DEFAULT"
-            yield from release(codec.decode(packet))
-        codec.skip_frame = "DEFAULT"
-        yield from release(codec.decode(None))
-        yield from up_to(len(sent))
+        """Like ``_timed(_native())``, with frame None for the frames not decoded (utils/skipping.py)."""
+        decoder = SkippingDecoder(self._container, self._stream, self._start_seconds, wanted, self._decoded)
+        try:
+            yield from decoder.frames()
+        finally:
+            self.skipped_frames += decoder.skipped
 
     def _resampled(self):
         graph = av.filter.Graph()
@@ -359,32 +277,3 @@ class VideoReader:
             yield from drain()
         graph.push(None)
         yield from drain()
-
-
-def reencode_to_fps(path: str, fps: float, tmp_dir: str) -> str:
-    """video_features' method: re-encode with the ffmpeg CLI's fps filter into ``tmp_dir``.
-
-    Lossy (a second H.264 encode), so features differ slightly from the in-process filter.
-    """
-    import ffmpeg  # ffmpeg-python; only this method needs it
-
-    os.makedirs(tmp_dir, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    tag = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]  # same stems, other folders
-    out = os.path.join(tmp_dir, f"{stem}_{tag}_new_fps.mp4")
-    try:
-        (
-            ffmpeg.input(path)
-            .output(out, an=None, **{"filter:v": f"fps=fps={fps}"})
-            .run(quiet=True, overwrite_output=True)
-        )
-    except ffmpeg.Error as error:
-        if os.path.exists(out):
-            os.remove(out)
-        lines = error.stderr.decode(errors="replace").strip().splitlines()
-        raise VideoError(f"ffmpeg re-encoding failed: {lines[-1] if lines else 'no message'}") from error
-    return out
-
-
-def ffmpeg_available() -> bool:
-    return shutil.which("ffmpeg") is not None
