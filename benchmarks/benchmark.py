@@ -50,6 +50,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from models.registry import families  # noqa: E402  (needs ROOT on the path)
+
 VIDEO_DIR = os.path.join(ROOT, "benchmarks", "videos")
 
 
@@ -84,8 +86,6 @@ def make_small_video(seconds: int) -> str:
 
 def memory_table(args) -> list[str]:
     """Peak RSS of a fresh process extracting a 64x64 10 fps video of each length, default settings."""
-    from models.registry import families
-
     lengths = args.memory_lengths
     header = " | ".join(f"{n // 60} min windows | {n // 60} min peak RSS MB" for n in lengths)
     ratios = " | ".join(f"{n // 60} / {lengths[0] // 60} min" for n in lengths[1:])
@@ -240,8 +240,6 @@ def compare_tools(args) -> list[str]:
     """Our command line and another tool on one video: time, windows/s, peak RSS, feature difference."""
     import numpy as np
 
-    from models.registry import families
-
     video = os.path.abspath(args.compare_video)
     model = args.model_name or families()[args.feature_type].default.name
     stem = os.path.splitext(os.path.basename(video))[0]
@@ -293,8 +291,6 @@ def feed_table(args) -> list[str]:
 
 def crops_table(args) -> list[str]:
     """Windows/s and crops/s (windows x crops) of the network alone and end to end, per crop count."""
-    from models.registry import families
-
     short = make_video(args.lengths[0])
     lines = [f"Machine: {machine()}; device {args.device}, precision {args.precision}, batch {args.batch_size} "
              f"windows; {args.lengths[0]} s 1280x720 30 fps video; medians of {args.rounds} rounds", "",
@@ -333,8 +329,6 @@ def machine() -> str:
 
 def throughput_table(args) -> list[str]:
     """The main table: model-only, decode ceiling, end-to-end, peak RSS (and the reduced precision's error)."""
-    from models.registry import families
-
     short, long = (make_video(seconds) for seconds in args.lengths)
     rows = []
     for feature_type in args.feature_types:
@@ -401,8 +395,6 @@ def main() -> None:
     parser.add_argument("--step-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--decode-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from models.registry import families
-
     args.feature_types = args.feature_types or list(families())
 
     if args.child:

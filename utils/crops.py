@@ -51,9 +51,8 @@ def crop_boxes(crops: int, height: int, width: int, size: int) -> list[CropBox]:
     if crops == 5:
         return five_crop_boxes(height, width, size)
     if crops == 10:
-        return five_crop_boxes(height, width, size) + [
-            CropBox(box.top, box.left, flip=True) for box in five_crop_boxes(height, width, size)
-        ]
+        five = five_crop_boxes(height, width, size)
+        return five + [CropBox(box.top, box.left, flip=True) for box in five]
     raise ValueError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops!r}")
 
 

@@ -7,6 +7,7 @@ With ``crops`` > 1 a window is (crops, C, T, h, w) and its crops run as clips of
 A video's outputs are assembled once its last window is through the network; a failure is
 reported for that video alone and the others go on.
 """
+import dataclasses
 import os
 import queue
 import threading
@@ -132,7 +133,7 @@ class Pipeline:
         # FFmpeg's own decoding threads: as many as the cores (its default) with one decoder,
         # the cores shared out with several, so that N decoders do not start N x cores threads
         codec_threads = 0 if workers == 1 else max(1, usable_cores() // workers)
-        decoding = Decoding(**{**self.decoding.__dict__, "codec_threads": codec_threads})
+        decoding = dataclasses.replace(self.decoding, codec_threads=codec_threads)
         threads = [
             threading.Thread(target=decode_jobs, args=(decoding, jobs, skip, messages, stop), daemon=True)
             for _ in range(workers)
