@@ -85,8 +85,8 @@ def _resize_constants(in_hw: tuple[int, int], geometry: ResizeCrop, mean: tuple,
     constants = (
         rows,
         columns,
-        wy.view(1, crop_h, 1, 1),
-        wx.view(1, 1, crop_w, 1),
+        wy.view(crop_h, 1),
+        wx,
         torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
         torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
     )
@@ -104,12 +104,13 @@ def resize_crop_normalize(
     _, in_h, in_w, _ = frames.shape
     crop_h, crop_w = geometry.crop_hw
     rows, columns, wy, wx, mean, std = _resize_constants((in_h, in_w), geometry, tuple(mean), tuple(std), frames.device)
-    pixels = frames.index_select(1, rows).index_select(2, columns)
+    # Channels first right after the row gather (a view): every later op then runs along
+    # contiguous rows of one channel, 2-3x faster than over interleaved RGB (benchmarks/profile_threads.py).
+    pixels = frames.index_select(1, rows).permute(0, 3, 1, 2).index_select(3, columns)
     pixels = pixels.float() / 255
     # Width first, then height: the order torch's separable kernel combines the four taps in.
-    rows = pixels[:, :, :crop_w] * (1 - wx) + pixels[:, :, crop_w:] * wx
-    out = rows[:, :crop_h] * (1 - wy) + rows[:, crop_h:] * wy
-    out = out.permute(0, 3, 1, 2)
+    rows = pixels[..., :crop_w] * (1 - wx) + pixels[..., crop_w:] * wx
+    out = rows[..., :crop_h, :] * (1 - wy) + rows[..., crop_h:, :] * wy
     if bgr:
         out = out.flip(1)
-    return ((out - mean) / std).contiguous()
+    return (out - mean) / std
