@@ -5,7 +5,8 @@
 
 One fresh process per feature type and round (the rounds interleaved), extracting the video of
 benchmarks/benchmark.py with random weights after one untimed forward pass, as its end-to-end
-column does. While it runs, the threads of the process are sampled from /proc every 0.1 s:
+column does; the network alone is timed in the same process just before and just after the run,
+on a window of the same shape (e2e / model). While it runs, the threads of the process are sampled from /proc every 0.1 s:
 - CPU s: the thread's time on a CPU (schedstat); *runnable, waiting s*: the time it was ready to run
   but every core was busy (the run queue's delay: oversubscription shows here);
 - involuntary switches: how often the scheduler took its core away while it could still run.
@@ -121,11 +122,15 @@ def child(args) -> dict:
     extractor = benchmark.build(options, **dict(item.split("=", 1) for item in args.override))
     clips = benchmark.random_batch(extractor, 1)
     extractor.inference(clips)  # warm-up, as benchmark.py's end-to-end
-    start, forwards = time.perf_counter(), 0
-    while forwards < 3 or time.perf_counter() - start < args.model_seconds:  # the network alone, for comparison
-        extractor.inference(clips)
-        forwards += 1
-    model_seconds = (time.perf_counter() - start) / forwards
+
+    def seconds_per_forward() -> float:
+        start, forwards = time.perf_counter(), 0
+        while forwards < 3 or time.perf_counter() - start < args.model_seconds:
+            extractor.inference(clips)
+            forwards += 1
+        return (time.perf_counter() - start) / forwards
+
+    model_before = seconds_per_forward()  # the network alone, timed before and after the run: a VM drifts
     stages: dict[str, float] = {}
     decoder_tids = []
     utils.pipeline.queue = types.SimpleNamespace(Queue=TimedQueue, SimpleQueue=queue.SimpleQueue)
@@ -151,6 +156,8 @@ def child(args) -> dict:
     sampler.stop.set()
     sampler.join()
     sampler.sample()
+    stages = dict(stages)  # the run's alone, not the forward passes timed next
+    model_seconds = (model_before + seconds_per_forward()) / 2
     if result.error:
         raise SystemExit(result.error)
     groups = {group: {"threads": 0, "cpu": 0.0, "waiting": 0.0, "involuntary": 0, "voluntary": 0} for group in GROUPS}
@@ -191,7 +198,8 @@ def table(feature_type: str, runs: list[dict]) -> list[str]:
     windows = runs[0]["windows"]
     model = median(lambda run: run["model_seconds"]) * windows
     lines = [f"**{feature_type}**: {windows} windows in {seconds:.1f} s ({windows / seconds:.2f} windows/s); "
-             f"the network alone: {model:.1f} s for as many windows, in the same process "
+             f"the network alone: {model:.1f} s for as many windows, in the same process, "
+             f"timed before and after the run "
              f"(e2e / model {median(lambda run: run['model_seconds'] * windows / run['seconds']):.2f}); "
              f"medians of {len(runs)} rounds", "",
              "| threads | count | CPU s | runnable, waiting s | involuntary switches | voluntary switches |",
@@ -215,7 +223,8 @@ def main() -> None:
     parser.add_argument("--feature-types", nargs="+", default=["r21d", "slowfast", "timesformer"])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seconds", type=int, default=60, help="length of the 720p test video")
-    parser.add_argument("--model-seconds", type=float, default=10, help="time the network alone this long first")
+    parser.add_argument("--model-seconds", type=float, default=10,
+                        help="time the network alone this long before and after the run")
     parser.add_argument("--override", action="append", default=[], help="an extractor option, key=value")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--feature-type", help=argparse.SUPPRESS)

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -223,3 +224,31 @@ def test_the_samples_give_every_model_several_real_windows():
             assert frames >= checkpoint.stack_size, checkpoint.name
         default = family.default
         assert WindowPlan(default.stack_size, default.step_size, ()).count(frames) >= 2, default.name
+
+
+def test_decoding_threads_run_torch_on_one_thread_and_the_network_keeps_its_count():
+    # On a CPU the preprocessing's torch calls would otherwise start an OpenMP team beside the
+    # network's. torch takes a new thread's count from the last one set: it must not stay at 1.
+    def count_in_a_new_thread() -> int:
+        counts = []
+        thread = threading.Thread(target=lambda: counts.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return counts[0]
+
+    usual = count_in_a_new_thread()
+    extractor = make_extractor(feature_type="r21d")
+    seen = {"decoding": set(), "network": set()}
+    preprocess = extractor.pipeline.decoding.preprocess
+    forward = extractor.pipeline.inference.network.forward
+
+    def recording(frames, key, function):
+        seen[key].add(torch.get_num_threads())
+        return function(frames)
+
+    extractor.pipeline.decoding.preprocess = lambda frames: recording(frames, "decoding", preprocess)
+    extractor.pipeline.inference.network.forward = lambda clips: recording(clips, "network", forward)
+    (result,) = extractor.extract_many([SAMPLE_A])
+    assert result.error is None
+    assert seen == {"decoding": {1}, "network": {usual}}
+    assert torch.get_num_threads() == usual and count_in_a_new_thread() == usual

@@ -134,6 +134,9 @@ class Pipeline:
         # the cores shared out with several, so that N decoders do not start N x cores threads
         codec_threads = 0 if workers == 1 else max(1, usable_cores() // workers)
         decoding = dataclasses.replace(self.decoding, codec_threads=codec_threads)
+        # Read before the decoding threads set theirs to 1 on a CPU (utils/decoder.py): torch's thread
+        # count is per thread but a thread takes the last one set on its first call, this one included.
+        network_threads = torch.get_num_threads()
         threads = [
             threading.Thread(target=decode_jobs, args=(decoding, jobs, skip, messages, stop), daemon=True)
             for _ in range(workers)
@@ -146,6 +149,7 @@ class Pipeline:
             stop.set()
             for thread in threads:
                 thread.join()
+            torch.set_num_threads(network_threads)  # threads started from now on get the usual count
 
     def _consume(self, messages: queue.Queue, progress: bool, decoders: int) -> Iterator[VideoResult]:
         videos: dict[int, VideoInFlight] = {}  # in flight, in the order they started
