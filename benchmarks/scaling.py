@@ -2,6 +2,7 @@
 a Markdown table of total times and whether the outputs are byte-identical.
 
     python benchmarks/scaling.py --videos 8
+    python benchmarks/scaling.py --cpu-settings --videos 4     # which settings for many videos on a CPU
 
 The videos are copies of the samples (short: start-up is the overhead this shows), with random
 weights saved once to a file so every process loads the same. Every process runs with one thread
@@ -35,10 +36,60 @@ def outputs(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.rglob("*.npy"))}
 
 
+def windows(out: Path) -> int:
+    import numpy as np
+
+    return sum(len(np.load(path, mmap_mode="r")) for path in out.rglob("*.npy") if "timestamps" not in path.name
+               and "fps" not in path.name)
+
+
+def cpu_settings(args) -> None:
+    """One process with torch's default thread count against one shard per core through joblib (which
+    gives each worker its share of the cores), on copies of benchmark.py's 720p clip."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from benchmark import machine, make_video
+
+    work = Path(tempfile.mkdtemp(prefix="settings-"))
+    clip = make_video(args.seconds)
+    paths = []
+    for index in range(args.videos):
+        (work / f"v{index}.mp4").symlink_to(clip)
+        paths.append(f"{work / f'v{index}.mp4'}\n")
+    (work / "list.txt").write_text("".join(paths))
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(ROOT)
+    cores = os.cpu_count()
+    print(f"Machine: {machine()}; {args.videos} copies of the {args.seconds} s 1280x720 30 fps clip, random weights, "
+          f"fp32, whole commands, {args.rounds} round(s), the faster kept\n")
+    print(f"| feature_type | 1 process, {cores} threads: s | windows/s | {cores} shards (joblib), 1 thread each: s "
+          "| windows/s | shards / 1 process |\n|---|---|---|---|---|---|")
+    for feature_type in args.feature_types:
+        common = [f"feature_type={feature_type}", f"file_with_video_paths={work / 'list.txt'}", "pretrained=false",
+                  "device=cpu", "on_extraction=save_numpy"]
+        one, shards = [], []
+        for round_ in range(args.rounds):  # interleaved: a VM's speed drifts
+            out = work / f"{feature_type}-one-{round_}"
+            one.append(run([*common, f"output_path={out}"], work, env))
+            count = windows(out)
+            shards.append(run(["-m", f"shard_id=range(0,{cores})", f"num_shards={cores}", "hydra/launcher=joblib",
+                               *common, f"output_path={work / f'{feature_type}-shards-{round_}'}"], work, env))
+        print(f"| {feature_type} | {min(one):.1f} | {count / min(one):.2f} | {min(shards):.1f} "
+              f"| {count / min(shards):.2f} | {min(one) / min(shards):.2f}x |", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--cpu-settings", action="store_true",
+                        help="instead: one process against one shard per core, on copies of a 720p clip")
+    parser.add_argument("--feature-types", nargs="+", default=["r21d", "slowfast", "timesformer"])
+    parser.add_argument("--seconds", type=int, default=20, help="length of the 720p clip (--cpu-settings)")
+    parser.add_argument("--rounds", type=int, default=1, help="--cpu-settings: rounds, the faster kept")
     args = parser.parse_args()
+    if args.cpu_settings:
+        cpu_settings(args)
+        return
     import torch
     from torchvision.models.video import r2plus1d_18
 

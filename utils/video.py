@@ -57,7 +57,9 @@ def _quarter_turns(degrees: float) -> int:
 
 def _rgb(reformatter, frame) -> np.ndarray:
     """The frame as (H, W, 3) RGB, turned upright as the ffmpeg program shows it (its autorotate)."""
-    image = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    # one thread: by default swscale wakes a thread per core for every frame, and on a CPU those cores
+    # are running the network; per-pixel conversion, so the pixels are the same (profile_threads.py)
+    image = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
     turns = _quarter_turns(frame.rotation) if frame.rotation else 0
     # callers hand the array to torch.from_numpy: keep it C-contiguous
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
