@@ -1,4 +1,5 @@
-"""Where an end-to-end run's time goes on a CPU: per thread and per pipeline stage; prints Markdown.
+"""Where an end-to-end run's time goes on a CPU: per thread and per pipeline stage; prints Markdown
+(a summary row per feature type, then a table of threads and one of stages for each).
 
     python benchmarks/profile_threads.py                       # every feature type, the 1-minute 720p video
     python benchmarks/profile_threads.py --feature-types slowfast --rounds 3
@@ -11,8 +12,8 @@ on a window of the same shape (e2e / model). While it runs, the threads of the p
   but every core was busy (the run queue's delay: oversubscription shows here);
 - involuntary switches: how often the scheduler took its core away while it could still run.
 Threads are grouped: the main thread and the OpenMP workers that existed before the run (the
-network), the decoding thread, the OpenMP workers started by the decoding thread's torch calls
-(preprocessing), FFmpeg's decoding threads, and this script's sampler.
+network), the decoding thread, the threads started by its torch calls (an OpenMP team) or its RGB
+conversion (swscale's), FFmpeg's decoding threads, and this script's sampler.
 Stages: the network's forward passes (wall), the main thread's wait for windows, the decoding
 thread's wait for room in the queue, and the decoding thread's own CPU time in RGB conversion and
 in preprocessing (the rest of its CPU time is demuxing and driving FFmpeg).
@@ -35,7 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from benchmark import machine, make_video  # noqa: E402  (needs ROOT on the path)
 
 SAMPLE_SECONDS = 0.1
-GROUPS = ("network threads", "decoding thread", "its OpenMP workers", "FFmpeg threads", "sampler")
+GROUPS = ("network threads", "decoding thread", "threads it started", "FFmpeg threads", "sampler")
 
 
 def thread_stats(tid: int) -> dict:
@@ -172,7 +173,7 @@ def child(args) -> dict:
         elif stats["name"].startswith("av:"):
             group = "FFmpeg threads"
         else:
-            group = "its OpenMP workers"
+            group = "threads it started"
         figures = groups[group]
         figures["threads"] += 1
         for key in ("cpu", "waiting", "involuntary", "voluntary"):
@@ -218,6 +219,28 @@ def table(feature_type: str, runs: list[dict]) -> list[str]:
     return lines
 
 
+def summary(runs: dict[str, list[dict]]) -> list[str]:
+    """One row per feature type: where the CPU went, medians over the rounds."""
+    lines = ["| feature_type | windows | end-to-end s | network alone s | e2e / model | network CPU s "
+             "| decoding CPU s | of which FFmpeg | of which preprocessing | network waited for windows s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for feature_type, rounds in runs.items():
+        def median(get):
+            return statistics.median(get(run) for run in rounds)
+
+        windows = rounds[0]["windows"]
+        decoding = median(lambda run: sum(run["groups"][group]["cpu"] for group in GROUPS[1:4]))
+        lines.append(
+            f"| {feature_type} | {windows} | {median(lambda run: run['seconds']):.1f} "
+            f"| {median(lambda run: run['model_seconds']) * windows:.1f} "
+            f"| {median(lambda run: run['model_seconds'] * windows / run['seconds']):.2f} "
+            f"| {median(lambda run: run['groups'][GROUPS[0]]['cpu']):.1f} | {decoding:.1f} "
+            f"| {median(lambda run: run['groups']['FFmpeg threads']['cpu']):.1f} "
+            f"| {median(lambda run: run['stages'].get('preprocess', 0.0)):.1f} "
+            f"| {median(lambda run: run['waited']['get']):.1f} |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--feature-types", nargs="+", default=["r21d", "slowfast", "timesformer"])
@@ -239,6 +262,7 @@ def main() -> None:
         for feature_type in args.feature_types:
             runs[feature_type].append(run_child(args, feature_type))
     print(f"Machine: {machine()}; video {os.path.basename(args.video)}; options {' '.join(args.override) or 'default'}\n")
+    print("\n".join(summary(runs)))
     for feature_type in args.feature_types:
         print("\n".join(table(feature_type, runs[feature_type])))
 
