@@ -104,8 +104,8 @@ def decode_jobs(decoding: Decoding, jobs: queue.SimpleQueue, skip: Optional[Call
 
     if decoding.device.type == "cpu":
         # The network's threads need every core. Left to their default, this thread's torch calls
-        # start an OpenMP team of their own that competes with them: one thread here costs 10 %
-        # less CPU per window (benchmarks/profile_threads.py). The pipeline keeps the main thread's count.
+        # start an OpenMP team of their own that competes with them and wakes thousands of times a
+        # minute (benchmarks/profile_threads.py). The pipeline keeps the main thread's count.
         torch.set_num_threads(1)
     try:
         while True:
