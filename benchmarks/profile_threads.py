@@ -77,26 +77,6 @@ class Sampler(threading.Thread):
                 pass  # ended between the listing and the read
 
 
-class TimedQueue(queue.Queue):
-    """The pipeline's message queue, timing how long get (the network's side) and put (the decoder's) block."""
-
-    waited = {"get": 0.0, "put": 0.0}
-
-    def get(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return super().get(*args, **kwargs)
-        finally:
-            TimedQueue.waited["get"] += time.perf_counter() - start
-
-    def put(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return super().put(*args, **kwargs)
-        finally:
-            TimedQueue.waited["put"] += time.perf_counter() - start
-
-
 def timed(seconds: dict, key: str, clock, function):
     """``function`` with its time on ``clock`` added to ``seconds[key]``."""
 
@@ -109,6 +89,14 @@ def timed(seconds: dict, key: str, clock, function):
             seconds[key] = seconds.get(key, 0.0) + clock() - start
 
     return wrapper
+
+
+class TimedQueue(queue.Queue):
+    """The pipeline's message queue, timing how long get (the network's side) and put (the decoder's) block."""
+
+    waited = {"get": 0.0, "put": 0.0}
+    get = timed(waited, "get", time.perf_counter, queue.Queue.get)
+    put = timed(waited, "put", time.perf_counter, queue.Queue.put)
 
 
 def child(args) -> dict:

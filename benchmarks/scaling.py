@@ -39,8 +39,7 @@ def outputs(out: Path) -> dict[str, bytes]:
 def windows(out: Path) -> int:
     import numpy as np
 
-    return sum(len(np.load(path, mmap_mode="r")) for path in out.rglob("*.npy") if "timestamps" not in path.name
-               and "fps" not in path.name)
+    return sum(len(np.load(path)) for path in out.rglob("*_timestamps_ms.npy"))
 
 
 def cpu_settings(args) -> None:
@@ -48,6 +47,7 @@ def cpu_settings(args) -> None:
     gives each worker its share of the cores), on copies of benchmark.py's 720p clip."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from benchmark import machine, make_video
+    from utils.inference import usable_cores
 
     work = Path(tempfile.mkdtemp(prefix="settings-"))
     clip = make_video(args.seconds)
@@ -58,7 +58,7 @@ def cpu_settings(args) -> None:
     (work / "list.txt").write_text("".join(paths))
     env = {key: value for key, value in os.environ.items() if not key.endswith("_NUM_THREADS")}
     env["PYTHONPATH"] = str(ROOT)
-    cores = os.cpu_count()
+    cores = usable_cores()
     print(f"Machine: {machine()}; {args.videos} copies of the {args.seconds} s 1280x720 30 fps clip, random weights, "
           f"fp32, whole commands, {args.rounds} round(s), the faster kept\n")
     print(f"| feature_type | 1 process, {cores} threads: s | windows/s | {cores} shards (joblib), 1 thread each: s "
