@@ -149,7 +149,8 @@ class Pipeline:
             stop.set()
             for thread in threads:
                 thread.join()
-            torch.set_num_threads(network_threads)  # threads started from now on get the usual count
+            # torch keeps one default for new threads: threads started during the run got 1, from now on the usual count
+            torch.set_num_threads(network_threads)
 
     def _consume(self, messages: queue.Queue, progress: bool, decoders: int) -> Iterator[VideoResult]:
         videos: dict[int, VideoInFlight] = {}  # in flight, in the order they started
