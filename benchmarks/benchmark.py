@@ -103,7 +103,9 @@ def memory_table(args) -> list[str]:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak plus its largest decoding process's (on a CPU there is one)."""
+    own, children = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return (own + children) / 1024  # Linux reports KiB
 
 
 def weights_options(args) -> dict:
@@ -125,9 +127,10 @@ def build(args, **overrides):
 def random_batch(extractor, batch_size: int):
     """A batch of preprocessed windows of a 720p video's shape, with random values, as the network
     gets it: (windows x crops, C, T, h, w)."""
+    import numpy as np
     import torch
 
-    frame = extractor.preprocess(torch.zeros(1, 720, 1280, 3, dtype=torch.uint8, device=extractor.device))[0]
+    frame = extractor.preprocess(np.zeros((1, 720, 1280, 3), dtype=np.uint8))[0]
     channels, height, width = frame.shape[-3:]  # frame: (C, h, w), or (crops, C, h, w)
     return torch.randn(batch_size * extractor.crops, channels, len(extractor.plan.offsets), height, width,
                        device=extractor.device)
@@ -154,7 +157,7 @@ def child_decode(args) -> dict:
     extractor = build(args)
     start = time.perf_counter()
     plan = extractor.plan
-    frames = sum(1 for _ in VideoReader(args.video, extractor.pipeline.decoding.extraction_fps).frames(plan.uses, plan.skips_frames))
+    frames = sum(1 for _ in VideoReader(args.video, extractor.extraction_fps).frames(plan.uses, plan.skips_frames))
     seconds = time.perf_counter() - start
     return {"windows_per_s": extractor.plan.count(frames) / seconds}
 
@@ -172,24 +175,24 @@ def child_end_to_end(args) -> dict:
     return {"windows_per_s": windows / seconds, "windows": windows, "peak_rss_mb": peak_rss_mb()}
 
 
-def child_feed(args) -> dict:
-    """Windows/s the pipeline delivers with the network skipped: decoding, preprocessing and window
-    assembly of --feed-videos copies of the video with --decode-workers threads."""
+def skip_network(extractor) -> None:
+    """The network replaced by one that returns zeros at once: what is left is the feed."""
     import torch
 
+    extractor.inference._forward = lambda clips: (torch.zeros(len(clips), 1, device=clips.device),) * 2
+
+
+def child_feed(args) -> dict:
+    """Windows/s the pipeline delivers with the network skipped: decoding, preprocessing and window
+    assembly of --feed-videos copies of the video with --decode-workers processes; and the main
+    thread's CPU time per batch."""
     extractor = build(args, decode_workers=args.decode_workers)
-
-    class NoNetwork:
-        compiled = False
-
-        def __call__(self, clips):
-            return torch.zeros(len(clips), 1), torch.zeros(len(clips), 1)
-
-    extractor.pipeline.inference = NoNetwork()
-    start = time.perf_counter()
+    skip_network(extractor)
+    start, main_thread = time.perf_counter(), time.thread_time()
     results = list(extractor.extract_many([args.video] * args.feed_videos))
-    seconds = time.perf_counter() - start
-    return {"windows_per_s": sum(len(r.outputs["timestamps_ms"]) for r in results) / seconds}
+    seconds, main_thread = time.perf_counter() - start, time.thread_time() - main_thread
+    windows = sum(len(r.outputs["timestamps_ms"]) for r in results)
+    return {"windows_per_s": windows / seconds, "main_ms_per_batch": 1000 * main_thread / (windows / args.batch_size)}
 
 
 def child_precision_error(args) -> dict:
@@ -274,18 +277,23 @@ def compare_tools(args) -> list[str]:
 
 def feed_table(args) -> list[str]:
     short = make_video(args.lengths[0])
-    lines = [f"Machine: {machine()}; device {args.device}; {args.feed_videos} copies of the "
+    copies = f"{args.feed_videos} copies of the" if args.feed_videos > 1 else "one"
+    lines = [f"Machine: {machine()}; device {args.device}, batch {args.batch_size}; {copies} "
              f"{args.lengths[0]} s 1280x720 30 fps video, network skipped, medians of {args.rounds} rounds", "",
-             "| feature_type | " + " | ".join(f"{n} decode_workers win/s" for n in args.feed_workers) + " |",
-             "|" + "---|" * (1 + len(args.feed_workers))]
+             "| feature_type | " + " | ".join(f"{n} decode_workers win/s" for n in args.feed_workers)
+             + " | " + " | ".join(f"main thread ms per batch, {n}" for n in args.feed_workers) + " |",
+             "|" + "---|" * (1 + 2 * len(args.feed_workers))]
     for feature_type in args.feature_types:
         args.feature_type = feature_type
-        rates = {n: [] for n in args.feed_workers}
+        runs = {n: [] for n in args.feed_workers}
         for _ in range(args.rounds):  # interleaved, like the table's rounds
             for n in args.feed_workers:
-                rates[n].append(run_child(args, "feed", video=short, decode_workers=n,
-                                          feed_videos=args.feed_videos)["windows_per_s"])
-        lines.append(f"| {feature_type} | " + " | ".join(f"{statistics.median(r):.1f}" for r in rates.values()) + " |")
+                runs[n].append(run_child(args, "feed", video=short, decode_workers=n, feed_videos=args.feed_videos))
+        rates = [statistics.median(run["windows_per_s"] for run in r) for r in runs.values()]
+        main_ms = [statistics.median(run["main_ms_per_batch"] for run in r) for r in runs.values()]
+        lines.append(f"| {feature_type} | " + " | ".join(f"{rate:.1f}" for rate in rates) + " | "
+                     + " | ".join(f"{ms:.1f}" for ms in main_ms) + " |")
+        print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 from omegaconf import OmegaConf
 
-from utils.transforms import Preprocessing
+from utils.preprocessing import Preprocessing
 
 CONFIG_GROUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "feature_type")
 

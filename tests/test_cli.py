@@ -124,8 +124,8 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 8), ("cuda", 64, 8), ("cuda", 6, 3), ("cuda", 1, 1)])
-def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_half_the_cores(device, cores, workers, monkeypatch):
+@pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 15), ("cuda", 64, 16), ("cuda", 6, 5), ("cuda", 1, 1)])
+def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_every_other_core(device, cores, workers, monkeypatch):
     import utils.inference
     from utils.inference import resolve_decode_workers
 
@@ -183,40 +183,6 @@ def test_batches_span_videos_and_give_the_same_features(r21d_checkpoint):
         assert a.path == b.path
         np.testing.assert_allclose(a.outputs["r21d"], b.outputs["r21d"], atol=1e-5, rtol=0)
         np.testing.assert_array_equal(a.outputs["timestamps_ms"], b.outputs["timestamps_ms"])
-
-
-def test_several_decoders_report_each_video_once_with_the_same_features(r21d_checkpoint, tmp_path, monkeypatch):
-    import utils.decoder as base
-
-    open_readers, most_open = set(), [0]
-
-    class CountingReader(base.VideoReader):  # records how many videos are being decoded at once
-        def __enter__(self):
-            open_readers.add(self)
-            most_open[0] = max(most_open[0], len(open_readers))
-            return self
-
-        def __exit__(self, *exc):
-            open_readers.discard(self)
-            return super().__exit__(*exc)
-
-    monkeypatch.setattr(base, "VideoReader", CountingReader)
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"not a video")
-    paths = [SAMPLE_A, str(broken), SAMPLE_B]
-    one = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
-    parallel = make_extractor(weights_path=r21d_checkpoint, pretrained=True, decode_workers=3, batch_size=3)
-    expected = {result.path: result for result in one.extract_many(paths)}
-    most_open[0] = 0
-    results = list(parallel.extract_many(paths))
-    assert most_open[0] == 2  # a and b were decoded side by side (broken.mp4 never opens)
-    assert sorted(result.path for result in results) == sorted(paths)
-    for result in results:
-        if result.path == str(broken):
-            assert result.outputs is None and result.error.startswith("cannot open")
-            continue
-        np.testing.assert_allclose(result.outputs["r21d"], expected[result.path].outputs["r21d"], atol=1e-5, rtol=0)
-        np.testing.assert_array_equal(result.outputs["timestamps_ms"], expected[result.path].outputs["timestamps_ms"])
 
 
 @pytest.mark.parametrize(
@@ -312,56 +278,3 @@ def test_the_fast_path_gives_the_plain_path_features(r21d_checkpoint):
     fast = make_extractor(**options, compile=True, batch_size=2).extract(SAMPLE_B)
     np.testing.assert_allclose(fast["r21d"], plain["r21d"], atol=1e-5, rtol=0)
     np.testing.assert_array_equal(fast["timestamps_ms"], plain["timestamps_ms"])
-
-
-def test_a_preprocessing_failure_fails_that_video_alone(r21d_checkpoint):
-    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
-    preprocess = extractor.pipeline.decoding.preprocess
-
-    def no_small_frames(frames):
-        if frames.shape[2] < 1000:
-            raise ValueError("frames narrower than 1000 pixels")
-        return preprocess(frames)
-
-    extractor.pipeline.decoding.preprocess = no_small_frames
-    b, a = extractor.extract_many([SAMPLE_B, SAMPLE_A])  # b is 480 wide, a 1280
-    assert b.error == "preprocessing failed: ValueError: frames narrower than 1000 pixels" and b.outputs is None
-    assert a.error is None and a.outputs["r21d"].shape == (FRAME_COUNTS[SAMPLE_A] // 16, 512)
-
-
-def test_skipped_decoding_and_a_restart_give_the_plain_features(r21d_checkpoint, monkeypatch):
-    import utils.decoder as base
-    from utils.skipping import SkipMismatch
-
-    # windows of 8 frames every 16: half the frames are in no window, so decoding skips some
-    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True, stack_size=8, step_size=16)
-    readers = []
-
-    class Reader(base.VideoReader):
-        mode = "skipping"
-
-        def frames(self, wanted, skip_unwanted=False):
-            readers.append(self)
-            if self.mode == "plain":
-                skip_unwanted = False
-            for frame in super().frames(wanted, skip_unwanted):
-                if self.mode == "mismatch" and skip_unwanted and frame.index == 50:  # 3 windows already cut
-                    raise SkipMismatch("a stream whose numbering fails late")
-                yield frame
-
-    monkeypatch.setattr(base, "VideoReader", Reader)
-    outputs = {}
-    for Reader.mode in ("plain", "skipping", "mismatch"):
-        readers.clear()
-        outputs[Reader.mode] = extractor.extract(SAMPLE_B)
-        skipped = [reader.skipped_frames for reader in readers]
-        if Reader.mode == "plain":
-            assert skipped == [0]
-        elif Reader.mode == "skipping":
-            assert len(skipped) == 1 and skipped[0] > 0
-        else:  # read twice, the second time decoding every frame
-            assert len(skipped) == 2 and skipped[1] == 0
-    assert outputs["plain"]["r21d"].shape == ((FRAME_COUNTS[SAMPLE_B] - 8) // 16 + 1, 512)
-    for mode in ("skipping", "mismatch"):  # the restart dropped the windows of the first attempt
-        np.testing.assert_allclose(outputs[mode]["r21d"], outputs["plain"]["r21d"], atol=1e-6, rtol=0)
-        np.testing.assert_array_equal(outputs[mode]["timestamps_ms"], outputs["plain"]["timestamps_ms"])

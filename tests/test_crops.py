@@ -11,9 +11,9 @@ import torchvision.transforms as T
 from main import main
 from models.registry import load_family
 from tests.conftest import SAMPLE_B, make_extractor
-from utils.crops import MultiCrop, crop_boxes
+from utils.crops import crop_boxes
 from utils.output import describe_predictions
-from utils.transforms import ResizeCrop, resize_crop_normalize
+from utils.transforms import preprocess
 from utils.video import VideoReader
 
 # one window of 8 frames: 10 crops of it stay cheap on a CPU
@@ -55,7 +55,7 @@ def reference_crops(image: torch.Tensor, size: int, crops: int) -> list[torch.Te
 def test_each_crop_is_the_reference_crop_of_the_resized_frame(crops, feature_type, height, width):
     preprocessing = preprocessing_of(feature_type)
     frames = torch.randint(0, 256, (2, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    ours = MultiCrop(preprocessing, crops)(frames)
+    ours = preprocess(frames, preprocessing, crops)
     expected = reference_crops(resized_reference(frames, preprocessing), preprocessing.crop, crops)
     assert ours.shape == (2, crops, 3, preprocessing.crop, preprocessing.crop)
     for crop, reference in enumerate(expected):
@@ -69,31 +69,17 @@ def test_three_crops_run_along_the_long_side():
     assert [(b.top, b.left, b.flip) for b in crop_boxes(10, 128, 171, 112)][4:6] == [(8, 30, False), (0, 0, True)]
 
 
-def alone(crop_box, preprocessing):
-    """The centre-crop pipeline's preprocessing with one crop's box in place of the centre."""
-
-    def preprocess(frames):
-        resized_hw = preprocessing.geometry(*frames.shape[1:3]).resize_hw
-        size, left = preprocessing.crop, crop_box.left
-        if crop_box.flip:  # the box of the flipped frame is the mirrored box, flipped
-            left = resized_hw[1] - left - size
-        geometry = ResizeCrop(resized_hw, (crop_box.top, left), (size, size))
-        out = resize_crop_normalize(frames, geometry, preprocessing.mean, preprocessing.std, preprocessing.bgr)
-        return out.flip(-1) if crop_box.flip else out
-
-    return preprocess
-
-
 @pytest.mark.parametrize("crops", [3, 10])
 def test_each_crop_of_the_batch_has_the_features_of_that_crop_run_alone(crops, r21d_checkpoint):
-    options = dict(weights_path=r21d_checkpoint, **ONE_WINDOW)
-    batched = make_extractor(crops=crops, **options).extract(SAMPLE_B)["r21d"]
+    extractor = make_extractor(crops=crops, weights_path=r21d_checkpoint, **ONE_WINDOW)
+    batched = extractor.extract(SAMPLE_B)["r21d"]
     assert batched.shape == (1, crops, 512)
-    single = make_extractor(**options)
-    preprocessing = single.checkpoint.preprocessing
-    for crop, box in enumerate(crop_boxes(crops, 128, 171, preprocessing.crop)):
-        single.pipeline.decoding.preprocess = alone(box, preprocessing)
-        features = single.extract(SAMPLE_B)["r21d"]
+    with VideoReader(SAMPLE_B) as reader:  # the window: the first 8 frames
+        frames = torch.from_numpy(np.stack([frame.image for frame in reader.frames() if frame.index < 8]))
+    preprocessing = extractor.checkpoint.preprocessing
+    crop_views = reference_crops(resized_reference(frames, preprocessing), preprocessing.crop, crops)
+    for crop, view in enumerate(crop_views):  # (T, C, h, w) -> one clip (1, C, T, h, w) through the network alone
+        features = extractor.inference(view.permute(1, 0, 2, 3)[None])[0].numpy()
         np.testing.assert_allclose(batched[:, crop], features, atol=1e-5, rtol=1e-5, err_msg=f"crop {crop}")
 
 
@@ -103,10 +89,10 @@ def test_one_crop_is_the_plain_pipeline_bit_for_bit(r21d_checkpoint):
     features = extractor.extract(SAMPLE_B)["r21d"]
     # the pipeline's steps written out: decode, the checkpoint's preprocessing, (1, C, T, h, w), the network
     with VideoReader(SAMPLE_B) as reader:
-        images = [torch.from_numpy(frame.image)[None] for frame in reader.frames()]
-    preprocess = extractor.checkpoint.preprocessing
+        images = [frame.image[None] for frame in reader.frames()]
+    preprocessing = extractor.checkpoint.preprocessing
     for window, start in enumerate(range(0, len(images) - 16 + 1, 64)):
-        clip = torch.stack([preprocess(image)[0] for image in images[start : start + 16]], dim=1)
+        clip = torch.stack([preprocess(image, preprocessing)[0] for image in images[start : start + 16]], dim=1)
         expected = extractor.inference(clip[None])[0][0].numpy()
         np.testing.assert_array_equal(features[window], expected)
 

@@ -94,9 +94,9 @@ def test_stale_temporary_files_are_removed_and_live_ones_kept(cli, tmp_path):
 
 
 def test_an_unusable_output_path_fails_before_any_video(cli, tmp_path, monkeypatch):
-    import utils.decoder
+    import utils.pipeline
 
-    monkeypatch.setattr(utils.decoder, "VideoReader", lambda *a, **k: pytest.fail("a video was read"))
+    monkeypatch.setattr(utils.pipeline, "check_input", lambda path: pytest.fail("a video was read"))
     (tmp_path / "file").write_text("")
     code = main([f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu", "on_extraction=save_numpy",
                  f"output_path={tmp_path / 'file' / 'out'}"])
@@ -203,13 +203,15 @@ def test_a_video_in_flight_keeps_copies_not_views_of_the_network_output():
     # A view keeps torch's output block alive, which pinned the freed window buffers in glibc's heap:
     # memory grew by about two windows per window (5 GB over 750 windows of a 20-minute video).
     from utils.pipeline import VideoInFlight
+    from utils.video import Completeness
     from utils.windows import Window, WindowAssembler, WindowPlan
 
-    video = VideoInFlight("v.mp4", 25.0, WindowAssembler(WindowPlan(2, 2, (0, 1)), 0.04), None, windows_pending=2)
+    video = VideoInFlight("v.mp4", 0, 25.0, Completeness(None, 0.04), {0: WindowAssembler(WindowPlan(2, 2, (0, 1)), 0.04)},
+                          None, windows_pending=2)
     output = torch.zeros(2, 512).numpy()
     for row in range(2):
-        video.record(Window(row, torch.zeros(3, 2, 4, 4), 0.0, 0.08), output[row], output[row, :4])
-    assert all(array.base is None for array in video.features + video.logits)
+        video.record(Window(row, [torch.zeros(3, 4, 4)] * 2, 0.0, 0.08), output[row], output[row, :4])
+    assert all(array.base is None for array in [*video.features.values(), *video.logits.values()])
 
 
 def test_the_samples_give_every_model_several_real_windows():
@@ -224,31 +226,3 @@ def test_the_samples_give_every_model_several_real_windows():
             assert frames >= checkpoint.stack_size, checkpoint.name
         default = family.default
         assert WindowPlan(default.stack_size, default.step_size, ()).count(frames) >= 2, default.name
-
-
-def test_decoding_threads_run_torch_on_one_thread_and_the_network_keeps_its_count():
-    # On a CPU the preprocessing's torch calls would otherwise start an OpenMP team beside the
-    # network's. torch takes a new thread's count from the last one set: it must not stay at 1.
-    def count_in_a_new_thread() -> int:
-        counts = []
-        thread = threading.Thread(target=lambda: counts.append(torch.get_num_threads()))
-        thread.start()
-        thread.join()
-        return counts[0]
-
-    usual = count_in_a_new_thread()
-    extractor = make_extractor(feature_type="r21d")
-    seen = {"decoding": set(), "network": set()}
-    preprocess = extractor.pipeline.decoding.preprocess
-    forward = extractor.pipeline.inference.network.forward
-
-    def recording(frames, key, function):
-        seen[key].add(torch.get_num_threads())
-        return function(frames)
-
-    extractor.pipeline.decoding.preprocess = lambda frames: recording(frames, "decoding", preprocess)
-    extractor.pipeline.inference.network.forward = lambda clips: recording(clips, "network", forward)
-    (result,) = extractor.extract_many([SAMPLE_A])
-    assert result.error is None
-    assert seen == {"decoding": {1}, "network": {usual}}
-    assert torch.get_num_threads() == usual and count_in_a_new_thread() == usual

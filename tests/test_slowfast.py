@@ -17,6 +17,7 @@ from models.slowfast.network import slow_pathway_indices
 from tests.conftest import SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
 from utils.labels import kinetics400
 from utils.weights import WeightsError
+from utils.transforms import preprocess
 from utils.windows import network_offsets
 
 with warnings.catch_warnings():  # deprecated, but it is exactly what the tutorial uses
@@ -155,7 +156,7 @@ def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
 @pytest.mark.parametrize("height, width", [(255, 456), (457, 255), (271, 481)])
 def test_preprocessing_equals_the_tutorial_on_odd_sized_frames(height, width):
     frames = torch.randint(0, 256, (4, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    ours = load_family("slowfast", "models.slowfast").default.preprocessing(frames)  # (T, C, 256, 256)
+    ours = preprocess(frames, load_family("slowfast", "models.slowfast").default.preprocessing)  # (T, C, 256, 256)
     expected = tutorial_transform(frames.numpy(), num_frames=4)  # (C, T, 256, 256)
     torch.testing.assert_close(ours.permute(1, 0, 2, 3), expected, atol=1e-5, rtol=0)
 

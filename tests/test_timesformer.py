@@ -20,6 +20,7 @@ from utils.extractor import Extractor
 from utils.labels import class_names, kinetics400
 from utils.run import Run
 from utils.weights import WeightsError, hub_cache_path, load_strict
+from utils.transforms import preprocess
 from utils.windows import linspace_offsets, network_offsets, segment_middle_offsets
 
 TIMESFORMER = load_family("timesformer", "models.timesformer")
@@ -196,7 +197,7 @@ def test_ssv2_models_see_bgr_and_name_their_174_classes():
     assert offsets == (8, 24, 40, 56, 71, 87, 103, 119)
     red = torch.zeros(1, 224, 224, 3, dtype=torch.uint8)
     red[..., 0] = 255
-    out = checkpoint.preprocessing(red)
+    out = preprocess(red, checkpoint.preprocessing)
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([-0.45, -0.45, 0.55]) / 0.225)
     names = class_names(checkpoint.classes)
     assert len(names) == 174 and len(set(names)) == 174

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg
+from utils.segments import split
 from utils.skipping import SkipMismatch
-from utils.video import PartialVideo, VideoError, VideoReader
+from utils.video import DecodeStats, PartialVideo, VideoError, VideoReader, rgb_view
+from utils.windows import WindowPlan
 
 
 
@@ -160,21 +162,25 @@ def test_skipping_unwanted_frames_gives_the_same_frames(tmp_path, case):
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize(
-    "name, output_options, cause",
-    [
-        ("raw.h264", ["-c:v", "libx264", "-f", "h264"], "timestamps"),  # no timestamps to number packets by
-        # cut inside an open GOP: the decoder drops the leading frames that reference frames before the cut
-        ("open.mkv", ["-c:v", "libx264", "-x264-params", "open-gop=1:keyint=20"], "not decoded"),
-    ],
-)
-def test_streams_whose_frames_cannot_be_numbered_before_decoding(tmp_path, name, output_options, cause):
-    path = encoded(tmp_path, name, output_options)
-    if name == "open.mkv":
-        source, path = path, str(tmp_path / "cut.mkv")
-        subprocess.run(["ffmpeg", "-v", "error", "-i", source, "-ss", "0.7", "-c", "copy", path], check=True)
+def test_a_stream_without_timestamps_has_no_index_and_is_decoded_whole(tmp_path):
+    path = encoded(tmp_path, "raw.h264", ["-c:v", "libx264", "-f", "h264"])  # no timestamps to number packets by
+    reader = VideoReader(path)
+    assert reader.index() is None
+    wanted = lambda index: index % 3 == 1  # noqa: E731
+    plain = [(f.index, f.time) for f in VideoReader(path).frames(wanted)]
+    assert [(f.index, f.time) for f in reader.frames(wanted, skip_unwanted=True)] == plain and len(plain) > 20
+    assert reader.skipped_frames == 0
+
+
+@needs_ffmpeg
+def test_a_cut_inside_an_open_gop_is_found_out_when_decoding(tmp_path):
+    # the decoder drops the leading frames that reference frames before the cut: the index numbers
+    # them, so skipping must give up (the pipeline then decodes the video again, every frame)
+    source = encoded(tmp_path, "open.mkv", ["-c:v", "libx264", "-x264-params", "open-gop=1:keyint=20"])
+    path = str(tmp_path / "cut.mkv")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", source, "-ss", "0.7", "-c", "copy", path], check=True)
     assert len(list(VideoReader(path).frames(lambda index: index % 3 == 1))) > 20
-    with pytest.raises(SkipMismatch, match=cause):
+    with pytest.raises(SkipMismatch, match="not decoded"):
         list(VideoReader(path).frames(lambda index: index % 3 == 1, skip_unwanted=True))
 
 
@@ -332,3 +338,59 @@ def test_the_sample_videos_are_read_in_full(path, read):
     assert reader.duration == pytest.approx(FRAME_COUNTS[path] / reader.fps, abs=1e-3)
     frames, error = read_all(path, read)
     assert error is None
+
+
+SEGMENT_CASES = {  # name: (file name, ffmpeg input options, ffmpeg output options); a key frame every 15 frames
+    "x264 B-pyramid": ("b.mp4", [], ["-c:v", "libx264", "-bf", "3", "-g", "15"]),
+    "x264 open GOP": ("open.mp4", [], ["-c:v", "libx264", "-bf", "3", "-x264-params", "open-gop=1:keyint=15"]),
+    "hevc": ("h.mp4", [], ["-c:v", "libx265", "-x265-params", "log-level=error:keyint=15"]),
+    "edit list": ("cut.mp4", ["-ss", "0.5"], ["-c:v", "libx264", "-g", "15"]),
+    "variable rate": ("vfr.mp4", [], ["-c:v", "libx264", "-g", "15", "-vf", "setpts='PTS+gte(N,30)*0.3/TB'",
+                                      "-fps_mode", "vfr"]),
+    "mpeg-4 part 2 in avi": ("m.avi", [], ["-c:v", "mpeg4", "-g", "15"]),
+}
+SEGMENT_READS = {  # name: (extraction_fps, skip_unwanted, plan)
+    "every frame": (None, False, WindowPlan(8, 8, tuple(range(8)))),
+    "sparse, skipping": (None, True, WindowPlan(12, 10, (0, 5, 11))),
+    "resampled": (7, False, WindowPlan(4, 3, (0, 1, 2, 3))),
+}
+
+
+def segment_frames(path, fps, skip_unwanted, plan, segment):
+    """(index, time, image) of the frames a segment's windows see, and the stats the read owned."""
+    import av
+
+    reader, rgb = VideoReader(path, fps), av.video.reformatter.VideoReformatter()
+    wanted = lambda index: plan.uses(index, segment.first_window, segment.end_window)  # noqa: E731
+    frames = []
+    for decoded in reader.decoded(wanted, skip_unwanted, segment):
+        if decoded.wanted and decoded.frame is not None:
+            frames.append((decoded.index, decoded.time, np.ascontiguousarray(rgb_view(rgb, decoded.frame))))
+    return frames, reader.stats
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("read", SEGMENT_READS)
+@pytest.mark.parametrize("case", SEGMENT_CASES)
+def test_segments_give_the_frames_of_the_whole_video(tmp_path, case, read):
+    name, input_options, output_options = SEGMENT_CASES[case]
+    path = encoded(tmp_path, name, output_options, input_options)
+    fps, skip_unwanted, plan = SEGMENT_READS[read]
+    reader = VideoReader(path, fps)
+    segments = split(reader.index(), plan, reader.time_base, reader.shift, fps, max_segments=4, min_seconds=0.5)
+    assert len(segments) >= 3 and segments[-1].last and not segments[1].cut.at_start
+    whole_read = {f.index: f for f in reader.frames(plan.uses)}
+    stats = DecodeStats()
+    seen = set()
+    for segment in segments:
+        frames, owned = segment_frames(path, fps, skip_unwanted, plan, segment)
+        stats = stats.merged(owned)
+        for index, time, image in frames:
+            if not plan.uses(index, segment.first_window, segment.end_window):
+                continue
+            seen.add(index)
+            assert time == whole_read[index].time, (segment.number, index)
+            np.testing.assert_array_equal(image, whole_read[index].image, err_msg=f"segment {segment.number}, frame {index}")
+    assert seen == {index for index in whole_read if plan.uses(index)}  # every frame a window uses, once
+    assert stats.source_frames == reader.stats.source_frames
+    assert stats.decoded_until == pytest.approx(reader.stats.decoded_until, abs=1e-9)

@@ -9,14 +9,14 @@ def cut(plan, n_frames, fps=10.0):
     assembler = WindowAssembler(plan, 1.0 / fps)
     windows = []
     for i in range(n_frames):
-        frame = torch.full((1, 1, 1), float(i)) if plan.uses(i) or i == n_frames - 1 else None
+        frame = i if plan.uses(i) or i == n_frames - 1 else None
         window = assembler.add(i, i / fps, frame)
         if window is not None:
             windows.append(window)
     padded = assembler.finish()
     if padded is not None:
         windows.append(padded)
-    return [(w.frames.flatten().int().tolist(), round(w.start, 6), round(w.end, 6)) for w in windows]
+    return [([int(frame) for frame in w.frames], round(w.start, 6), round(w.end, 6)) for w in windows]
 
 
 def test_non_overlapping_windows_drop_the_tail():
@@ -79,3 +79,18 @@ def test_memory_holds_at_most_one_window_of_frames():
 def test_decoding_may_skip_frames_only_where_some_are_in_no_window(stack, step, offsets, skips):
     plan = WindowPlan(stack, step, tuple(offsets))
     assert plan.skips_frames == skips == (not all(plan.uses(i) for i in range(200)))
+
+
+def test_segments_cut_the_windows_of_the_whole_video_between_them():
+    plan = WindowPlan(stack=6, step=4, offsets=(0, 2, 5))  # overlapping windows: a segment's frames reach into the next
+    windows = []
+    for first, end in [(0, 2), (2, 5), (5, None)]:
+        assembler = WindowAssembler(plan, 0.1, first, end)
+        last = 30 if end is None else (end - 1) * plan.step + plan.stack
+        for i in range(first * plan.step, last):
+            window = assembler.add(i, i / 10, i if plan.uses(i, first, end) else None)
+            if window is not None:
+                windows.append(([int(frame) for frame in window.frames], round(window.start, 6), round(window.end, 6)))
+        assert assembler.finish() is None
+    assert windows == cut(plan, 30)
+    assert [i for i in range(8, 20) if plan.uses(i, 2, 3)] == [8, 10, 13]  # window 2 alone

@@ -18,7 +18,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CROP_COUNTS = (1, 3, 5, 10)  # the crops option's values (utils/crops.py)
+from utils.crops import CROP_COUNTS
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 

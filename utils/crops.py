@@ -1,4 +1,4 @@
-"""Several spatial crops of every frame (the ``crops`` option): the official multi-view tests.
+"""Where the crops of the ``crops`` option lie in the resized frame: the official multi-view tests.
 
 - 3: PySlowFast's ``uniform_crop`` test views: the crop at the start, the middle and the end of
   the frame's long side (height when h > w, else width), the short side centred at
@@ -8,18 +8,14 @@
 - 10: torchvision's ``TenCrop`` (vertical_flip=False): those five, then the same five of the
   horizontally flipped frame.
 
-The crops are taken from the family's resized frame. It is resized and normalised once per frame
-(the bilinear taps of an output pixel do not depend on the crop, so each crop holds the values
-a crop-only resize would give) and the crops are slices of it: one decode and one resize for
-all of them.
+Each crop reads its own taps of the family's resize (utils/preprocessing.py): the taps of an
+output pixel do not depend on the crop, so a crop holds the values that resizing the whole frame
+and slicing it would give, and a frame is still decoded once for all its crops.
 """
 import math
 from dataclasses import dataclass
 
-import torch
-
-from utils.config import CROP_COUNTS
-from utils.transforms import Preprocessing, ResizeCrop, resize_crop_normalize
+CROP_COUNTS = (1, 3, 5, 10)  # the crops option's values
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,8 @@ def five_crop_boxes(height: int, width: int, size: int) -> list[CropBox]:
 
 
 def crop_boxes(crops: int, height: int, width: int, size: int) -> list[CropBox]:
-    """The boxes of ``crops`` square crops of side ``size`` in a ``height`` x ``width`` frame."""
+    """The boxes of ``crops`` square crops of side ``size`` in a ``height`` x ``width`` resized frame
+    (crops > 1; one crop is the checkpoint's own centre crop)."""
     if crops == 3:
         return uniform_crop_boxes(height, width, size)
     if crops == 5:
@@ -54,28 +51,3 @@ def crop_boxes(crops: int, height: int, width: int, size: int) -> list[CropBox]:
         five = five_crop_boxes(height, width, size)
         return five + [CropBox(box.top, box.left, flip=True) for box in five]
     raise ValueError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops!r}")
-
-
-@dataclass(frozen=True)
-class MultiCrop:
-    """A checkpoint's preprocessing with ``crops`` crops instead of its centre crop."""
-
-    preprocessing: Preprocessing
-    crops: int
-
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB frames -> (N, crops, 3, crop, crop) float network input."""
-        _, height, width, _ = frames.shape
-        p = self.preprocessing
-        resized_hw = p.geometry(height, width).resize_hw
-        whole = ResizeCrop(resize_hw=resized_hw, top_left=(0, 0), crop_hw=resized_hw)
-        resized = resize_crop_normalize(frames, whole, p.mean, p.std, p.bgr)  # (N, 3, h, w)
-        size, resized_width = p.crop, resized_hw[1]
-        views = []
-        for box in crop_boxes(self.crops, *resized_hw, size):
-            # The box at (top, left) of the flipped frame is the mirrored box of the frame, flipped:
-            # cheaper than flipping the whole frame, and the same values.
-            left = resized_width - box.left - size if box.flip else box.left
-            view = resized[:, :, box.top : box.top + size, left : left + size]
-            views.append(view.flip(-1) if box.flip else view)
-        return torch.stack(views, dim=1).contiguous()

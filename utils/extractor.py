@@ -15,15 +15,17 @@ import os
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from models.registry import load_family
 from utils.config import ConfigError
-from utils.crops import MultiCrop
-from utils.decoder import Decoding
+from utils.decode_worker import Settings, SlotLayout
 from utils.inference import Inference, check_precision, resolve_decode_workers, resolve_device
 from utils.labels import class_names
 from utils.pipeline import Pipeline, VideoResult
+from utils.segments import MIN_SEGMENT_SECONDS
+from utils.transforms import preprocess
 from utils.weights import build_with_weights
 from utils.windows import WindowPlan, network_offsets
 
@@ -56,19 +58,19 @@ class Extractor:
         self.plan = WindowPlan(stack, step, offsets)
         self.crops = cfg.crops
         self.crop_reduce = cfg.crop_reduce.value if self.crops > 1 else "none"  # nothing to reduce in one crop
-        # crops=1 keeps the checkpoint's own centre crop: the same code as before the option existed
-        preprocessing = self.checkpoint.preprocessing
-        self._preprocess = preprocessing if self.crops == 1 else MultiCrop(preprocessing, self.crops)
-        decoding = Decoding(self.plan, self.preprocess, self.device, cfg.extraction_fps, cfg.fps_method.value,
-                            cfg.tmp_path, cfg.keep_tmp_files, cfg.keep_partial)
+        self.extraction_fps = cfg.extraction_fps
+        self.fps_method = cfg.fps_method.value
+        decoding = Settings(self.plan, SlotLayout(self.checkpoint.preprocessing, self.crops), cfg.extraction_fps,
+                            self.fps_method, cfg.tmp_path, cfg.keep_tmp_files, codec_threads=0, max_segments=1,
+                            min_segment_seconds=MIN_SEGMENT_SECONDS)
         self.precision = cfg.precision.value
         workers = resolve_decode_workers(cfg.decode_workers, self.device)
         self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers,
-                                 self.crop_reduce)
+                                 self.crop_reduce, keep_logits=cfg.show_pred, keep_partial=cfg.keep_partial)
 
-    def preprocess(self, frames):
-        """(N, H, W, 3) uint8 frames on the device -> (N, C, h, w) network input, or (N, crops, C, h, w)."""
-        return self._preprocess(frames)
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB frames -> (N, C, h, w) network input on the device, or (N, crops, C, h, w)."""
+        return preprocess(images, self.checkpoint.preprocessing, self.crops, self.device)
 
     def settings(self) -> dict:
         """What decides this extractor's features: recorded beside saved outputs, so that outputs
@@ -77,7 +79,7 @@ class Extractor:
         if self.weights_file:
             stat = os.stat(self.weights_file)
             weights = {"file": os.path.abspath(self.weights_file), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
-        decoding, preprocessing = self.pipeline.decoding, self.checkpoint.preprocessing
+        preprocessing = self.checkpoint.preprocessing
         settings = {
             "feature_type": self.feature_type,
             "model_name": self.model_name,
@@ -85,8 +87,8 @@ class Extractor:
             "stack_size": self.plan.stack,
             "step_size": self.plan.step,
             "network_frames": list(self.plan.offsets),
-            "extraction_fps": decoding.extraction_fps,
-            "fps_method": decoding.fps_method if decoding.extraction_fps else None,
+            "extraction_fps": self.extraction_fps,
+            "fps_method": self.fps_method if self.extraction_fps else None,
             "precision": self.precision,
             "crops": self.crops,
             "crop_reduce": self.crop_reduce,

@@ -10,6 +10,10 @@ from utils.config import ConfigError
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+class DeviceError(Exception):
+    """The device failed (out of memory, a CUDA error): the run stops. The message is one line."""
+
+
 def usable_cores() -> int:
     """The cores this process may run on (a cluster job's share, not the whole machine's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -71,11 +75,11 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def resolve_decode_workers(value, device: torch.device) -> int:
-    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU half the cores (at most 8):
-    one decoder cannot keep a GPU busy, and the other half goes to FFmpeg's threads in each."""
+    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU one per core but one (the
+    main process's, which feeds the GPU), at most 16: one process cannot keep a GPU busy."""
     if value != "auto":
         return value
-    return 1 if device.type == "cpu" else max(1, min(8, usable_cores() // 2))
+    return 1 if device.type == "cpu" else max(1, min(16, usable_cores() - 1))
 
 
 class Inference:
@@ -102,6 +106,17 @@ class Inference:
             # freezing folds the weights into the graph as constants: the big win for inference
             inductor_config.freezing = True
             self._forward = torch.compile(self.network, dynamic=False)
+
+    def run(self, work, batch_size: int):
+        """``work()``, with a failure of a CUDA device as a DeviceError (the run cannot go on)."""
+        try:
+            return work()
+        except torch.cuda.OutOfMemoryError:
+            raise DeviceError(f"{self.device} ran out of memory: lower batch_size (now {batch_size})") from None
+        except RuntimeError as error:
+            if self.device.type != "cuda":
+                raise
+            raise DeviceError(f"{self.device} failed: {str(error).strip().splitlines()[0]}") from None
 
     def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, T, h, w) preprocessed windows -> (features (B, D), logits (B, classes))."""

@@ -1,16 +1,18 @@
-"""The pipeline: decoding threads -> windows -> batches -> network -> one result per video.
+"""The pipeline: decoding processes -> slots of gathered pixels -> preprocessing on the device ->
+windows -> batches -> network -> one result per video.
 
-``decode_workers`` threads (utils/decoder.py) decode videos and preprocess their frames while the
-main thread cuts windows (utils/windows.py) and runs the network on batches of ``batch_size``
-windows. A batch may hold windows of consecutive videos, so many short videos still fill batches.
-With ``crops`` > 1 a window is (crops, C, T, h, w) and its crops run as clips of the same batch.
-A video's outputs are assembled once its last window is through the network; a failure is
-reported for that video alone and the others go on.
+The main thread schedules: it hands each idle decoding process (utils/decoders.py) a segment of a
+video already opened, or else the next video, claimed through the caller's ``skip`` just before
+(so that a claim is held only while its video is in work). A long video is cut into segments of
+whole windows that several processes decode at once (utils/segments.py); their windows are put
+back in order. Each message of a process brings a slot of frames, which is preprocessed on the
+device in one go (utils/device_feed.py) and cut into windows (utils/windows.py); full batches of
+``batch_size`` windows, which may span videos, run through the network. A video's outputs are
+assembled once its last window is through; a failure is reported for that video alone.
 """
+import collections
 import dataclasses
 import os
-import queue
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,11 +22,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.decoder import Decoding, DecoderDone, Ended, Failed, Frames, Restarted, Skipped, Started, decode_jobs
+from utils.decode_worker import (DecodeSegment, Failed, Frames, Opened, OpenVideo, Restart, SegmentDone, Settings,
+                                 Warned)
+from utils.decoders import DecoderPool, Died
+from utils.device_feed import DeviceFeed, Pending
 from utils.inference import Inference, usable_cores
+from utils.video import Completeness, DecodeStats, VideoError, check_input
 from utils.windows import Window, WindowAssembler
 
-QUEUED_MESSAGES = 3  # per decoder: the bound on frames in flight is 3 x FRAMES_PER_MESSAGE each
 LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
 
 
@@ -32,75 +37,102 @@ LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
 class VideoResult:
     path: str
     outputs: Optional[dict[str, np.ndarray]] = None  # None when skipped or failed
-    logits: Optional[np.ndarray] = None  # (windows, classes), or (windows, crops, classes)
+    logits: Optional[np.ndarray] = None  # (windows, classes), or (windows, crops, classes); with keep_logits
     error: Optional[str] = None
     skipped: Optional[str] = None  # why the video was not read: the caller's skip() answer
-    seconds: Optional[float] = None  # from its first message to its result
+    seconds: Optional[float] = None  # from the start of its decoding to its result
+    segments: Optional[int] = None  # the parts that decoding processes decoded at once
 
 
 @dataclass
 class VideoInFlight:
-    """A video whose windows are being cut and run: what the main thread knows of it."""
+    """A video whose segments are being decoded and whose windows run: what the main thread knows of it."""
 
     path: str
+    attempt: int
     fps: float
-    assembler: WindowAssembler
+    completeness: Completeness
+    assemblers: dict[int, WindowAssembler]  # of the segments still decoding
     progress: Optional[tqdm]
-    features: list = field(default_factory=list)
-    logits: list = field(default_factory=list)
-    times: list = field(default_factory=list)
+    segments: int = 1
+    features: dict[int, np.ndarray] = field(default_factory=dict)  # by window index
+    logits: dict[int, np.ndarray] = field(default_factory=dict)
+    times: dict[int, tuple[float, float]] = field(default_factory=dict)
+    stats: DecodeStats = field(default_factory=DecodeStats)
     windows_pending: int = 0  # cut but not yet through the network
-    decoded: bool = False
     frame_count: int = 0
+    error: Optional[str] = None
     started: float = field(default_factory=time.monotonic)
 
-    def add(self, frames) -> list[Window]:
-        """Takes preprocessed frames; returns the windows they complete."""
-        windows = []
-        for index, timestamp, tensor in frames:
-            window = self.assembler.add(index, timestamp, tensor)
-            self.frame_count = index + 1
+    def add(self, message: Frames, frames: Optional[torch.Tensor]) -> list[Window]:
+        """Takes a slot's frames (preprocessed, in the order of the message's frames that have pixels);
+        returns the windows they complete."""
+        assembler = self.assemblers[message.segment]
+        windows, row = [], 0
+        for index, time_, has_image in zip(message.indices.tolist(), message.times.tolist(), message.has_image.tolist()):
+            frame = None
+            if has_image:
+                frame, row = frames[row], row + 1
+            window = assembler.add(index, time_, frame)
+            self.frame_count = max(self.frame_count, index + 1)
             if window is not None:
                 windows.append(window)
         self.windows_pending += len(windows)
         return windows
 
-    def end(self) -> Optional[Window]:
-        """The video is decoded; a video shorter than one window gives its padded window."""
-        self.decoded = True
-        padded = self.assembler.finish()
+    def segment_done(self, number: int, stats: DecodeStats, keep_partial: bool) -> Optional[Window]:
+        """A segment is decoded; after the last, the checks of the whole video, and the padded
+        window of a video shorter than one window."""
+        assembler = self.assemblers.pop(number)
+        self.stats = self.stats.merged(stats)
+        if self.assemblers:
+            return None
+        problems = self.completeness.problems(self.stats)
+        if problems and not keep_partial:
+            self.error = "; ".join(problems)
+            return None
+        if problems:
+            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)")
+        padded = assembler.finish()
         if padded is not None:
             warnings.warn(
                 f"{self.path}: {self.frame_count} frame{'s' * (self.frame_count != 1)} is shorter than one "
-                f"window of {self.assembler.plan.stack}; the last frame is repeated to fill it"
+                f"window of {assembler.plan.stack}; the last frame is repeated to fill it"
             )
             self.windows_pending += 1
         return padded
 
-    def record(self, window: Window, features: np.ndarray, logits: np.ndarray) -> None:
+    def record(self, window: Window, features: np.ndarray, logits: Optional[np.ndarray]) -> None:
         # Copies, not views of the batch's output: a view keeps torch's small output block alive, and
         # that block pins the freed window buffers around it in glibc's heap (+2 buffers per window:
         # 5 GB over a 20-minute video before this copy; benchmarks/ measures it)
-        self.features.append(features.copy())
-        self.logits.append(logits.copy())
-        self.times.append((window.start * 1000.0, window.end * 1000.0))
+        self.features[window.index] = features.copy()
+        if logits is not None:
+            self.logits[window.index] = logits.copy()
+        self.times[window.index] = (window.start * 1000.0, window.end * 1000.0)
         self.windows_pending -= 1
         if self.progress is not None:
             self.progress.update(1)
 
     @property
     def done(self) -> bool:
-        return self.decoded and not self.windows_pending
+        return self.error is not None or (not self.assemblers and not self.windows_pending)
 
     def result(self, feature_type: str) -> VideoResult:
         self.close()
+        seconds = time.monotonic() - self.started
+        order = sorted(self.features)
+        if self.error is None and order != list(range(len(order))):
+            self.error = f"internal error: windows {order[0]}..{order[-1]} are not contiguous"
+        if self.error is not None:
+            return VideoResult(self.path, error=self.error, seconds=seconds, segments=self.segments)
         outputs = {
-            feature_type: np.stack(self.features).astype(np.float32),
-            "timestamps_ms": np.array(self.times, dtype=np.float64),
+            feature_type: np.stack([self.features[i] for i in order]).astype(np.float32),
+            "timestamps_ms": np.array([self.times[i] for i in order], dtype=np.float64),
             "fps": np.array(self.fps, dtype=np.float64),
         }
-        return VideoResult(self.path, outputs=outputs, logits=np.stack(self.logits),
-                           seconds=time.monotonic() - self.started)
+        logits = np.stack([self.logits[i] for i in order]) if self.logits else None
+        return VideoResult(self.path, outputs=outputs, logits=logits, seconds=seconds, segments=self.segments)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -108,112 +140,247 @@ class VideoInFlight:
 
 
 class Pipeline:
-    def __init__(self, inference: Inference, decoding: Decoding, feature_type: str, batch_size: int = 1,
-                 decode_workers: int = 1, crop_reduce: str = "none"):
-        """``crop_reduce``: "mean" averages the features of a window's crops (its logits stay per crop)."""
+    def __init__(self, inference: Inference, settings: Settings, feature_type: str, batch_size: int = 1,
+                 decode_workers: int = 1, crop_reduce: str = "none", keep_logits: bool = False,
+                 keep_partial: bool = False):
+        """``settings``: what the decoding processes need (their count and FFmpeg's threads are set
+        per run); ``crop_reduce``: "mean" averages the features of a window's crops (their logits
+        stay per crop); ``keep_logits``: return the network's logits too (show_pred)."""
         self.inference = inference
-        self.crop_reduce = crop_reduce
-        self.decoding = decoding
+        self.settings = settings
         self.feature_type = feature_type
         self.batch_size = batch_size
         self.decode_workers = decode_workers
+        self.crop_reduce = crop_reduce
+        self.keep_logits = keep_logits
+        self.keep_partial = keep_partial
 
     def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], Optional[str]]] = None,
                      progress: bool = False) -> Iterator[VideoResult]:
-        """Yields one VideoResult per path as each finishes: in input order with one decoder, in
-        about that order with several; skipped and failed videos are reported at once.
-        ``skip(path)`` is called before a video is read: a reason ('done', 'claimed', ...) skips it.
-        ``progress`` shows a bar over the windows of long videos."""
-        jobs: queue.SimpleQueue = queue.SimpleQueue()
-        for job in enumerate(paths):
-            jobs.put(job)
-        workers = min(self.decode_workers, max(1, len(paths)))
-        messages: queue.Queue = queue.Queue(maxsize=QUEUED_MESSAGES * workers)
-        stop = threading.Event()
-        # FFmpeg's own decoding threads: as many as the cores (its default) with one decoder,
-        # the cores shared out with several, so that N decoders do not start N x cores threads
-        codec_threads = 0 if workers == 1 else max(1, usable_cores() // workers)
-        decoding = dataclasses.replace(self.decoding, codec_threads=codec_threads)
-        # Read before the decoding threads set theirs to 1 on a CPU (utils/decoder.py): torch's thread
-        # count is per thread but a thread takes the last one set on its first call, this one included.
-        network_threads = torch.get_num_threads()
-        threads = [
-            threading.Thread(target=decode_jobs, args=(decoding, jobs, skip, messages, stop), daemon=True)
-            for _ in range(workers)
-        ]
-        for thread in threads:
-            thread.start()
+        """Yields one VideoResult per path as each finishes (with several decoding processes, in about
+        the input order); skipped and failed videos are reported at once. ``skip(path)`` is called just
+        before a video is read: a reason ('done', 'claimed', ...) skips it. ``progress`` shows a bar
+        over the windows of long videos."""
+        workers = self.decode_workers
+        # FFmpeg's own decoding threads: as many as the cores (its default) with one process, the
+        # cores shared out with several, so that N processes do not start N x cores threads
+        settings = dataclasses.replace(self.settings, max_segments=workers,
+                                       codec_threads=0 if workers == 1 else max(1, usable_cores() // workers))
+        pool = DecoderPool(workers, settings)
+        p = settings.layout.preprocessing
+        feed = DeviceFeed(self.inference.device, settings.layout, [d.buffer for d in pool.decoders], p.mean, p.std,
+                          p.bgr)
         try:
-            yield from self._consume(messages, progress, workers)
+            yield from Extraction(self, pool, feed, paths, skip, progress).run()
         finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-            # torch keeps one default for new threads: threads started during the run got 1, from now on the usual count
-            torch.set_num_threads(network_threads)
+            feed.close()
+            pool.close()
 
-    def _consume(self, messages: queue.Queue, progress: bool, decoders: int) -> Iterator[VideoResult]:
-        videos: dict[int, VideoInFlight] = {}  # in flight, in the order they started
-        batch: list[tuple[VideoInFlight, Window]] = []
-        while decoders:
-            message = messages.get()
-            if isinstance(message, DecoderDone):
-                decoders -= 1
-            elif isinstance(message, Skipped):
-                yield VideoResult(message.path, skipped=message.reason)
-            elif isinstance(message, (Failed, Restarted)):
-                video = videos.pop(message.job, None)
-                if video is not None:
-                    video.close()
-                    batch = [(v, w) for v, w in batch if v is not video]
-                if isinstance(message, Failed):
-                    yield VideoResult(message.path, error=message.error)
-            elif isinstance(message, Started):
-                videos[message.job] = self._started(message, progress)
-            elif isinstance(message, Frames):
-                video = videos[message.job]
-                batch += [(video, window) for window in video.add(message.frames)]
-            elif isinstance(message, Ended):
-                video = videos[message.job]
-                padded = video.end()
+
+class Extraction:
+    """One call of extract_many: its videos' state, the decoding processes' jobs and the batches."""
+
+    def __init__(self, pipeline: Pipeline, pool: DecoderPool, feed: DeviceFeed, paths: Sequence[str],
+                 skip: Optional[Callable[[str], Optional[str]]], progress: bool):
+        self.pipeline, self.pool, self.feed = pipeline, pool, feed
+        self.unopened = collections.deque(enumerate(paths))
+        self.paths = dict(enumerate(paths))
+        self.skip, self.progress = skip, progress
+        self.jobs_ready: collections.deque = collections.deque()  # segments and reopened videos, first served
+        self.attempts: dict[int, int] = {}  # job -> its current attempt, while it is in work
+        self.videos: dict[int, VideoInFlight] = {}
+        self.batch: list[tuple[VideoInFlight, Window]] = []
+        self.running: collections.deque = collections.deque()  # (batch, Pending) of batches run on the device
+        self.results: list[VideoResult] = []
+
+    def run(self) -> Iterator[VideoResult]:
+        while True:
+            self._hand_out()
+            yield from self._take_results()
+            if len(self.pool.idle()) == len(self.pool.decoders):  # nothing left to decode
+                if self.batch:
+                    self._run_batch(self.batch)
+                    self.batch = []
+                self._finish_batches(wait=True)
+                yield from self._take_results()
+                return
+            for worker, slot in self.feed.releasable(wait=True):  # no process waits for a slot while we wait
+                self.pool.release(worker, slot)
+            for worker, message in self.pool.receive(timeout=0.01 if self.running else None):
+                self._handle(worker, message)
+            self._run_full_batches()
+            for worker, slot in self.feed.releasable():
+                self.pool.release(worker, slot)
+            self._finish_batches(wait=False)
+
+    def _hand_out(self) -> None:
+        """Gives every idle process a job: a segment or reopened video first, else the next video."""
+        for decoder in self.pool.idle():
+            job = self._next_ready() or self._next_video()
+            if job is None:
+                return
+            self.pool.assign(decoder, job)
+
+    def _next_ready(self):
+        """The next segment or reopened video, unless its video was given up meanwhile."""
+        while self.jobs_ready:
+            job = self.jobs_ready.popleft()
+            if self.attempts.get(job.job) == job.attempt:
+                return job
+        return None
+
+    def _next_video(self) -> Optional[OpenVideo]:
+        """The next video to read; those the caller's skip() turns down, and unreadable paths, are
+        reported at once."""
+        while self.unopened:
+            job, path = self.unopened.popleft()
+            try:
+                check_input(path)
+                reason = self.skip(path) if self.skip is not None else None
+            except (VideoError, OSError) as error:
+                self.results.append(VideoResult(path, error=str(error)))
+                continue
+            if reason:
+                self.results.append(VideoResult(path, skipped=reason))
+                continue
+            self.attempts[job] = 0
+            return OpenVideo(job, 0, path)
+        return None
+
+    def _current(self, message) -> Optional[VideoInFlight]:
+        """The video a message is about, unless the message is from an attempt given up since."""
+        if self.attempts.get(message.job) != message.attempt:
+            return None
+        return self.videos.get(message.job)
+
+    def _handle(self, worker: int, message) -> None:
+        decoder = self.pool.decoders[worker]
+        if isinstance(message, (SegmentDone, Failed, Restart)):
+            decoder.job = None
+        if isinstance(message, Frames):
+            self._frames(worker, message)
+        elif isinstance(message, Opened):
+            self._opened(message)
+        elif isinstance(message, SegmentDone):
+            video = self._current(message)
+            if video is not None:
+                padded = video.segment_done(message.segment, message.stats, self.pipeline.keep_partial)
                 if padded is not None:
-                    batch.append((video, padded))
-            while len(batch) >= self.batch_size:
-                self._run_batch(batch[: self.batch_size])
-                batch = batch[self.batch_size :]
-            yield from self._finished(videos)
-        if batch:
-            self._run_batch(batch)
-        yield from self._finished(videos)
+                    self.batch.append((video, padded))
+                if video.error is not None:
+                    self._drop_windows(video)
+        elif isinstance(message, Failed):
+            if self.attempts.get(message.job) == message.attempt:
+                self._fail(message.job, message.error)
+        elif isinstance(message, Restart):
+            if self.attempts.get(message.job) == message.attempt:
+                self._restart(message.job)
+        elif isinstance(message, Warned):
+            warnings.warn(message.message)
+        elif isinstance(message, Died):
+            self.feed.forget(worker)
+            self.pool.replace(worker)
+            job = message.job
+            if job is not None and self.attempts.get(job.job) == job.attempt:
+                self._fail(job.job, f"the decoding process died (exit code {message.exit_code})")
 
-    def _started(self, message: Started, progress: bool) -> VideoInFlight:
-        plan = self.decoding.plan
-        expected = plan.count(message.estimated_frames) if message.estimated_frames else None
+    def _opened(self, message: Opened) -> None:
+        if self.attempts.get(message.job) != message.attempt:
+            return
+        path = self.paths[message.job]
+        plan = self.pipeline.settings.plan
+        assemblers = {s.number: WindowAssembler(plan, 1.0 / message.fps, s.first_window, s.end_window)
+                      for s in message.segments}
         bar = None
-        if progress and expected and expected >= LONG_VIDEO_WINDOWS:
-            bar = tqdm(total=expected, desc=os.path.basename(message.path), unit="window", leave=False)
-        return VideoInFlight(message.path, message.fps, WindowAssembler(plan, 1.0 / message.fps), bar)
+        expected = plan.count(message.estimated_frames) if message.estimated_frames else None
+        if self.progress and expected and expected >= LONG_VIDEO_WINDOWS:
+            bar = tqdm(total=expected, desc=os.path.basename(path), unit="window", leave=False)
+        self.videos[message.job] = VideoInFlight(path, message.attempt, message.fps, message.completeness,
+                                                 assemblers, bar, segments=len(message.segments))
+        for segment in message.segments[1:]:
+            self.jobs_ready.append(DecodeSegment(message.job, message.attempt, path, segment))
+
+    def _frames(self, worker: int, message: Frames) -> None:
+        video = self._current(message)
+        if video is None or video.error is not None:
+            if message.slot >= 0:
+                self.pool.release(worker, message.slot)
+            return
+        frames = None
+        if message.images:
+            try:
+                frames = self.pipeline.inference.run(lambda: self.feed.frames(worker, message.slot, message.images),
+                                                     self.pipeline.batch_size)
+            finally:
+                if not self.feed.cuda:
+                    self.pool.release(worker, message.slot)
+        elif message.slot >= 0:
+            self.pool.release(worker, message.slot)
+        self.batch += [(video, window) for window in video.add(message, frames)]
+
+    def _fail(self, job: int, error: str) -> None:
+        video = self.videos.get(job)
+        if video is None:  # failed before it was opened
+            del self.attempts[job]
+            self.results.append(VideoResult(self.paths[job], error=error))
+            return
+        video.error = error
+        self._drop_windows(video)
+
+    def _restart(self, job: int) -> None:
+        """Decode the video again in one piece, every frame: its frames could not be numbered first."""
+        video = self.videos.pop(job, None)
+        if video is not None:
+            video.close()
+            self._drop_windows(video)
+        self.attempts[job] += 1
+        self.jobs_ready.appendleft(OpenVideo(job, self.attempts[job], self.paths[job]))
+
+    def _drop_windows(self, video: VideoInFlight) -> None:
+        self.batch = [(v, w) for v, w in self.batch if v is not video]
+
+    def _run_full_batches(self) -> None:
+        size = self.pipeline.batch_size
+        while len(self.batch) >= size:
+            self._run_batch(self.batch[:size])
+            self.batch = self.batch[size:]
 
     def _run_batch(self, batch: list[tuple[VideoInFlight, Window]]) -> None:
-        clips = torch.stack([window.frames for _, window in batch])
-        if self.inference.compiled and len(batch) < self.batch_size:
+        self.pipeline.inference.run(lambda: self._run_on_device(batch), self.pipeline.batch_size)
+
+    def _run_on_device(self, batch: list[tuple[VideoInFlight, Window]]) -> None:
+        pipeline = self.pipeline
+        frames = torch.stack([frame for _, window in batch for frame in window.frames])  # (B x T, [crops,] C, h, w)
+        frames = frames.unflatten(0, (len(batch), -1))
+        # (B, [crops,] C, T, h, w): time after the channels
+        clips = frames.movedim(1, -3 if frames.dim() == 6 else 2).contiguous()
+        if pipeline.inference.compiled and len(batch) < pipeline.batch_size:
             # a compiled forward is specialised to one batch shape: pad rather than recompile
-            padding = clips[-1:].expand(self.batch_size - len(batch), *clips.shape[1:])
+            padding = clips[-1:].expand(pipeline.batch_size - len(batch), *clips.shape[1:])
             clips = torch.cat([clips, padding])
         multi_crop = clips.dim() == 6  # (B, crops, C, T, h, w): B windows run as B x crops clips
-        features, logits = self.inference(clips.flatten(0, 1) if multi_crop else clips)
+        features, logits = pipeline.inference(clips.flatten(0, 1) if multi_crop else clips)
         if multi_crop:  # back to one row per window: (B, crops, D) and (B, crops, classes)
             features, logits = (output.unflatten(0, clips.shape[:2]) for output in (features, logits))
-            if self.crop_reduce == "mean":
+            if pipeline.crop_reduce == "mean":
                 features = features.float().mean(dim=1)
-        features = features[: len(batch)].float().cpu().numpy()
-        logits = logits[: len(batch)].float().cpu().numpy()
-        for row, (video, window) in enumerate(batch):
-            video.record(window, features[row], logits[row])
+        logits = logits[: len(batch)] if pipeline.keep_logits else None
+        self.running.append((batch, self.feed.to_host(features[: len(batch)], logits)))
 
-    def _finished(self, videos: dict[int, VideoInFlight]) -> Iterator[VideoResult]:
-        """Results of the videos whose every window has been through the network, in start order."""
-        for job, video in list(videos.items()):
-            if video.done:
-                del videos[job]
-                yield video.result(self.feature_type)
+    def _finish_batches(self, wait: bool) -> None:
+        """Hands the features of the batches the device has finished to their videos."""
+        while self.running and (wait or self.running[0][1].ready()):
+            batch, pending = self.running.popleft()
+            features, logits = pending.arrays()
+            for row, (video, window) in enumerate(batch):
+                if video.error is None:
+                    video.record(window, features[row], None if logits is None else logits[row])
+
+    def _take_results(self) -> Iterator[VideoResult]:
+        """The results of skipped or failed videos, and of the videos whose every window is through."""
+        for job, video in list(self.videos.items()):
+            if video.done and not any(v is video for batch, _ in self.running for v, _ in batch):
+                del self.videos[job], self.attempts[job]
+                self.results.append(video.result(self.pipeline.feature_type))
+        results, self.results = self.results, []
+        yield from results

@@ -1,7 +1,6 @@
 """video_features' way of resampling: the ffmpeg program re-encodes the video at the new rate."""
 import hashlib
 import os
-import shutil
 
 from utils.video import VideoError
 
@@ -23,13 +22,11 @@ def reencode_to_fps(path: str, fps: float, tmp_dir: str) -> str:
             .output(out, an=None, **{"filter:v": f"fps=fps={fps}"})
             .run(quiet=True, overwrite_output=True)
         )
-    except ffmpeg.Error as error:
+    except BaseException as error:  # also a stop of the decoding process: no partial copy is left
         if os.path.exists(out):
             os.remove(out)
+        if not isinstance(error, ffmpeg.Error):
+            raise
         lines = error.stderr.decode(errors="replace").strip().splitlines()
         raise VideoError(f"ffmpeg re-encoding failed: {lines[-1] if lines else 'no message'}") from error
     return out
-
-
-def ffmpeg_available() -> bool:
-    return shutil.which("ffmpeg") is not None

@@ -1,105 +1,98 @@
-"""Decoding that does not decode the frames no window uses, where no other frame needs them.
+"""Decoding with every frame numbered by the index (utils/frame_index.py) before it is decoded:
+from any cut, and without decoding the frames no window uses where no other frame needs them.
 
 FFmpeg's ``skip_frame=nonref`` drops the H.264/HEVC frames that no other frame references. It is
-set packet by packet, for the frames no window uses. Whether a frame is used depends on its
-position in presentation order, which is known before decoding from the packets' timestamps: the
-number of packets with an earlier pts, among those already sent to the decoder and the next
-REORDER_PACKETS. Packets reach the decoder in the file's order, as without skipping, so the
-decoded frames are the same, and skipped frames keep their index and time. Whatever breaks that
-numbering (no timestamps, equal ones, reordering deeper than the look-ahead, a frame the decoder
-drops or adds) raises SkipMismatch: the caller decodes the video again without skipping.
+set packet by packet, for the frames no window uses: a packet's frame has the position of its
+timestamp in the index. Packets reach the decoder in the file's order, as without skipping, so the
+decoded frames are the same, and skipped frames keep their position and time. The frames that
+come out are checked against the index; whatever breaks it (a frame the decoder drops or adds, or
+gives out of order) raises SkipMismatch: the caller decodes the whole video again, in one piece
+and numbering frames in the decoder's order.
 """
-import bisect
-import collections
-import itertools
-from typing import Callable
+from fractions import Fraction
+from typing import Callable, Iterator, Optional
+
+import numpy as np
 
 # Codecs whose FFmpeg decoders honour skip_frame=nonref (tests/test_video.py checks both).
 SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
-# Packets read ahead of the decoder to number frames in presentation order: more than the deepest
-# frame reordering H.264 and HEVC allow (16 frames).
-REORDER_PACKETS = 32
 
 
 class SkipMismatch(Exception):
-    """Frames could not be numbered before decoding them: decode the video again without skipping."""
+    """Frames could not be numbered before decoding them: decode the video again in one piece."""
 
 
-class SkippingDecoder:
-    """(seconds, frame) in presentation order, with frame None for the frames skipped."""
+class IndexedDecoder:
+    """(position, seconds, frame or None) of the frames [first, until) in presentation order, with
+    frame None for the frames skipped; frames before ``first`` are decoded only as references."""
 
-    def __init__(self, container, stream, start_seconds: float, wanted: Callable[[int], bool],
-                 on_frame: Callable[[float, float, bool], None]):
-        """``on_frame(seconds, duration, corrupt)`` is told of every frame, skipped ones too."""
-        self.container, self.stream, self.wanted, self.on_frame = container, stream, wanted, on_frame
-        self.codec = stream.codec_context
-        self.time_base = stream.time_base
-        self.shift = round(start_seconds / stream.time_base)  # as the reader shifts frame.pts
-        self.sent = []  # sorted pts of the frames' packets sent to the decoder (edit-list discards excluded)
-        self.announced = {}  # position -> (pts, skipped) of the frames not yet yielded
-        self.positions = {}  # pts -> position of the same
-        self.next_position = 0
+    def __init__(self, container, stream, pts: np.ndarray, base: int, first: int, until: Optional[int],
+                 shift: int, wanted: Callable[[int], bool], skip_unwanted: bool, keep_last: bool):
+        """``pts``: the index's timestamps of positions base, base + 1, ...: from the position of the
+        cut the container is at, to ``until`` or the end of the video. ``keep_last``: never skip the
+        last of them (the video's last frame, which pads a video shorter than one window)."""
+        self.container, self.stream, self.codec = container, stream, stream.codec_context
+        self.pts, self.base, self.first = pts, base, first
+        self.end = base + len(pts) if until is None else until
+        self.position_of = {int(p): base + i for i, p in enumerate(pts)}
+        self.time_base, self.shift = Fraction(stream.time_base), shift
+        self.wanted, self.keep_last = wanted, keep_last
+        self.skipping = skip_unwanted and self.codec.name in SKIPPABLE_CODECS
+        self.sent_skipping: set[int] = set()  # positions whose packets were sent with skip_frame=nonref
+        self.next_position = base
         self.skipped = 0
 
-    def frames(self):
-        packets = self._demuxed()
-        ahead = collections.deque(itertools.islice(packets, REORDER_PACKETS))
-        while ahead:
-            packet = ahead.popleft()
-            ahead.extend(itertools.islice(packets, 1))
-            self.codec.skip_frame = "NONREF" if self._announce(packet, ahead) else "DEFAULT"
+    def seconds(self, position: int) -> float:
+        return float((int(self.pts[position - self.base]) - self.shift) * self.time_base)
+
+    def frames(self, packets) -> Iterator[tuple[int, float, object]]:
+        """Decodes ``packets`` (the stream's, from the cut on) up to the last frame before ``until``."""
+        for packet in packets:
+            self.codec.skip_frame = "NONREF" if self._may_skip(packet) else "DEFAULT"
             yield from self._release(self.codec.decode(packet))
+            if self.next_position >= self.end:
+                return
         self.codec.skip_frame = "DEFAULT"
         yield from self._release(self.codec.decode(None))
-        yield from self._up_to(len(self.sent))
+        yield from self._up_to(self.end)
 
-    def _seconds(self, pts) -> float:
-        return float((pts - self.shift) * self.time_base)
-
-    def _demuxed(self):
-        for packet in self.container.demux(self.stream):
-            if not packet.size:  # the demuxer's end-of-stream marker
-                continue
-            if packet.pts is None or (not packet.is_discard and self.sent and packet.pts <= self.sent[-1]):
-                raise SkipMismatch("packet timestamps do not give the presentation order")
-            yield packet
-
-    def _announce(self, packet, ahead) -> bool:
-        """Numbers the packet's frame; whether it may be skipped."""
+    def _may_skip(self, packet) -> bool:
+        """Whether the packet's frame is one no window uses (an edit list's discarded frames included)."""
+        if not self.skipping:
+            return False
         if packet.is_discard:
-            return True  # frames an edit list discards are never shown: skip them where possible
-        sent = self.sent
-        earlier = bisect.bisect_left(sent, packet.pts)
-        if sent[earlier:earlier + 1] == [packet.pts]:
-            raise SkipMismatch("packet timestamps do not give the presentation order")
-        later = [other.pts for other in ahead if not other.is_discard]
-        position = earlier + sum(pts < packet.pts for pts in later)
-        is_last = len(ahead) < REORDER_PACKETS and position == len(sent) + len(later)
-        skip = not (self.wanted(position) or is_last)
-        bisect.insort(sent, packet.pts)
-        self.announced[position], self.positions[packet.pts] = (packet.pts, skip), position
-        return skip
+            return True  # never shown
+        position = self.position_of.get(packet.pts)
+        if position is None:  # shown before the cut (an open GOP's leading frame), or after ``until``
+            return True
+        last = position == self.base + len(self.pts) - 1
+        if self.wanted(position) or (last and self.keep_last):
+            return False
+        self.sent_skipping.add(position)
+        return True
 
-    def _up_to(self, position: int):
-        """The skipped frames from the next position up to ``position``, which is decoded."""
-        for missing in range(self.next_position, position):
-            pts, skipped = self.announced.pop(missing, (None, False))
-            if not skipped:
+    def _up_to(self, position: int) -> Iterator[tuple[int, float, None]]:
+        """The skipped frames from the next position up to ``position`` (which is decoded, or the end)."""
+        for missing in range(self.next_position, min(position, self.end)):
+            if missing not in self.sent_skipping:
                 raise SkipMismatch(f"frame {missing} was not decoded")
-            del self.positions[pts]
             self.skipped += 1
-            time = self._seconds(pts)
-            self.on_frame(time, 0.0, False)
-            yield time, None
-        self.next_position = position + 1
+            if missing >= self.first:
+                yield missing, self.seconds(missing), None
+        self.next_position = max(self.next_position, position)
 
-    def _release(self, frames):
+    def _release(self, frames) -> Iterator[tuple[int, float, object]]:
         for frame in frames:
-            position = self.positions.pop(frame.pts, None)
-            if position is None or position < self.next_position:
+            position = self.position_of.get(frame.pts)
+            if position is None:
+                if frame.pts is not None and (frame.pts < self.pts[0] or frame.pts > self.pts[-1]):
+                    continue  # shown before the cut, or after the last frame wanted
+                raise SkipMismatch("the decoder gave a frame the index does not know")
+            if position < self.next_position:
                 raise SkipMismatch("the decoder gave a frame out of the packets' order")
-            del self.announced[position]
             yield from self._up_to(position)
-            time = self._seconds(frame.pts)
-            self.on_frame(time, frame.duration * float(self.time_base), frame.is_corrupt)
-            yield time, frame
+            if position >= self.end:
+                return
+            self.next_position = position + 1
+            if position >= self.first:
+                yield position, self.seconds(position), frame

@@ -1,15 +1,17 @@
-"""Streaming video decoding with PyAV, and frame-rate resampling.
+"""Streaming video decoding with PyAV: the whole video, or a segment of it, at its own rate or resampled.
 
 Frames come out one at a time, so memory does not grow with the video's length. Resampling to
 ``extraction_fps`` pushes the decoded frames through FFmpeg's own ``fps`` filter inside this
 process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps, without a
-temporary file. Only the frames a window uses are converted to RGB, and with ``skip_unwanted``
-the H.264/HEVC frames no window uses and no other frame references are not even decoded.
-Frames a display matrix rotates (phone videos) come out upright, as the ffmpeg program shows them.
-A file whose frames end well before the end it declares (truncated), or whose frames the decoder
-flags as damaged, raises VideoError once its frames have been read (``keep_partial``: a warning).
+temporary file. With ``skip_unwanted`` the H.264/HEVC frames no window uses and no other frame
+references are not even decoded (utils/skipping.py). A segment (utils/segments.py) starts at a key
+frame and numbers its frames as a decode of the whole video does. Frames a display matrix rotates
+(phone videos) come out upright, as the ffmpeg program shows them. A file whose frames end well
+before the end it declares (truncated), or whose frames the decoder flags as damaged, raises
+VideoError once its frames have been read (``keep_partial``: a warning).
 """
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,8 +20,9 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
-from utils.skipping import SKIPPABLE_CODECS, SkipMismatch, SkippingDecoder
-
+from utils.frame_index import Cut, FrameIndex, read_index
+from utils.segments import Segment, whole
+from utils.skipping import SKIPPABLE_CODECS, IndexedDecoder, SkipMismatch
 
 # A video whose frames end more than this short of the end its file declares is reported as truncated:
 # the larger of a time and a number of frames at the native rate. Complete files end within a frame.
@@ -42,6 +45,82 @@ class Frame:
     image: Optional[np.ndarray]  # (H, W, 3) RGB uint8, or None for a frame no window uses
 
 
+@dataclass
+class Decoded:
+    """A frame as decoding gives it, before any conversion."""
+
+    index: int
+    time: float
+    frame: Optional[av.VideoFrame]  # None: skipped, never decoded
+    wanted: bool  # a window uses it, or it is the video's last frame (which pads a short video)
+
+
+@dataclass
+class DecodeStats:
+    """What the truncation and damage checks need, over the source frames a read owns."""
+
+    source_frames: int = 0
+    corrupt_frames: int = 0
+    first_corrupt: Optional[float] = None  # seconds
+    decoded_until: Optional[float] = None  # seconds: where the last source frame ends
+
+    def add(self, seconds: Optional[float], duration: float, corrupt: bool) -> None:
+        self.source_frames += 1
+        if seconds is not None and (self.decoded_until is None or seconds + duration > self.decoded_until):
+            self.decoded_until = seconds + duration
+        if corrupt:
+            self.corrupt_frames += 1
+            if self.first_corrupt is None:
+                self.first_corrupt = seconds
+
+    def merged(self, other: "DecodeStats") -> "DecodeStats":
+        """The stats of two reads of disjoint parts (segments) together."""
+        firsts = [s for s in (self.first_corrupt, other.first_corrupt) if s is not None]
+        untils = [s for s in (self.decoded_until, other.decoded_until) if s is not None]
+        return DecodeStats(self.source_frames + other.source_frames, self.corrupt_frames + other.corrupt_frames,
+                           min(firsts, default=None), max(untils, default=None))
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """What a file declares about its video stream's end, to check a read of it against."""
+
+    video_end: Optional[float]  # seconds
+    frame_seconds: float  # one frame at the native rate
+
+    def problems(self, stats: DecodeStats) -> list[str]:
+        """Why the read was partial: truncated (its frames end well before the declared end), or damaged."""
+        problems = []
+        end, until = self.video_end, stats.decoded_until
+        if end is not None and until is not None and end - until > max(
+            TRUNCATED_SECONDS, TRUNCATED_FRAMES * self.frame_seconds
+        ):
+            problems.append(
+                f"truncated: decoding ended at {until:.1f} s of the declared {end:.1f} s ({stats.source_frames} frames)"
+            )
+        if stats.corrupt_frames:
+            where = f", the first at {stats.first_corrupt:.1f} s" if stats.first_corrupt is not None else ""
+            problems.append(
+                f"corrupt data: {stats.corrupt_frames} of {stats.source_frames} frames decoded with errors{where}"
+            )
+        return problems
+
+
+def check_input(path: str) -> None:
+    """VideoError, before anything opens it, for a path that is not a readable regular file (a FIFO
+    or a device would block the reading process forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VideoError("file not found") from None
+    except OSError as error:
+        raise VideoError(f"cannot read: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        raise VideoError("is a directory, not a video file")
+    if not stat.S_ISREG(mode):
+        raise VideoError("not a regular file (a FIFO, socket or device), so it is not read")
+
+
 def _quarter_turns(degrees: float) -> int:
     """Counter-clockwise quarter turns (np.rot90's k) that show a frame as the ffmpeg program does.
 
@@ -55,14 +134,17 @@ def _quarter_turns(degrees: float) -> int:
     return turns % 4 if abs(degrees - 90 * turns) <= 1 else 0
 
 
-def _rgb(reformatter, frame) -> np.ndarray:
-    """The frame as (H, W, 3) RGB, turned upright as the ffmpeg program shows it (its autorotate)."""
+def rgb_view(reformatter, frame) -> np.ndarray:
+    """The frame as an (H, W, 3) RGB view, turned upright as the ffmpeg program shows it (its
+    autorotate); a view of the converted frame's own memory, not a copy."""
     # one thread: by default swscale wakes a thread per core for every frame, and on a CPU those cores
-    # are running the network; per-pixel conversion, so the pixels are the same (profile_threads.py)
-    image = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+    # are running the network; per-pixel conversion, so the pixels are the same
+    converted = reformatter.reformat(frame, format="rgb24", threads=1)
+    plane = converted.planes[0]
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(converted.height, plane.line_size)
+    image = rows[:, : 3 * converted.width].reshape(converted.height, converted.width, 3)
     turns = _quarter_turns(frame.rotation) if frame.rotation else 0
-    # callers hand the array to torch.from_numpy: keep it C-contiguous
-    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+    return np.rot90(image, turns) if turns else image
 
 
 def _describe(error: Exception) -> str:
@@ -70,6 +152,14 @@ def _describe(error: Exception) -> str:
     if isinstance(error, av.error.FFmpegError) and error.strerror:
         return error.strerror[0].lower() + error.strerror[1:]
     return str(error) or type(error).__name__
+
+
+def _rescale_nearest(pts: int, source: Fraction, target: Fraction) -> int:
+    """``pts`` from one time base to another, rounded to nearest, halves away from zero (FFmpeg's
+    AV_ROUND_NEAR_INF, which the fps filter uses)."""
+    exact = pts * source / target
+    rounded = int(abs(exact) + Fraction(1, 2))
+    return rounded if exact >= 0 else -rounded
 
 
 class VideoReader:
@@ -82,13 +172,10 @@ class VideoReader:
 
         A video that is truncated (its frames end well before the end its file declares) or whose
         frames the decoder flags as damaged raises ``VideoError`` once all its frames have been
-        yielded; with ``keep_partial`` a ``PartialVideo`` warning with the same message is given instead.
+        yielded by ``frames``; with ``keep_partial`` a ``PartialVideo`` warning with the same message is given instead.
         """
         self.path = path
-        if not os.path.exists(path):
-            raise VideoError("file not found")
-        if os.path.isdir(path):
-            raise VideoError("is a directory, not a video file")
+        check_input(path)
         try:
             self._container = av.open(path)
         except av.error.FFmpegError as error:
@@ -111,18 +198,18 @@ class VideoReader:
         else:
             self.close()
             raise VideoError("the stream declares no frame rate; set extraction_fps")
+        self.time_base = Fraction(self._stream.time_base)
         # The ffmpeg CLI shifts timestamps so the file starts at 0; do the same.
         start = self._container.start_time
         self._start_seconds = start / av.time_base if start is not None else 0.0
-        self._video_end = self._declared_video_end()
+        self.shift = round(self._start_seconds / self.time_base)
+        self.completeness = Completeness(self._declared_video_end(), self._frame_seconds)
         duration = self._container.duration
         # the video's own where the file gives it: an audio track can outlast the video
-        self.duration = self._video_end or (duration / av.time_base if duration else None)
-        # how far decoding got, in the source's frames (before resampling): see _decoded
-        self._decoded_until: Optional[float] = None
-        self._source_frames = 0
-        self._corrupt_frames = 0
-        self._first_corrupt: Optional[float] = None
+        self.duration = self.completeness.video_end or (duration / av.time_base if duration else None)
+        self.stats = DecodeStats()  # of the last read
+        self._index: Optional[FrameIndex] = None
+        self._indexed = False
 
     def _declared_video_end(self) -> Optional[float]:
         """Where the file says its video stream ends, in seconds from its start; None if it does not say.
@@ -155,6 +242,18 @@ class VideoReader:
     def estimated_frames(self) -> Optional[int]:
         return round(self.duration * self.fps) if self.duration else None
 
+    @property
+    def skippable(self) -> bool:
+        """Whether frames no window uses can be left undecoded (H.264 and HEVC at the native rate)."""
+        return not self._extraction_fps and self._stream.codec_context.name in SKIPPABLE_CODECS
+
+    def index(self) -> Optional[FrameIndex]:
+        """The stream's frame index (read once: a pass over the file's packets); None when its
+        timestamps cannot number the frames."""
+        if not self._indexed:
+            self._index, self._indexed = read_index(self.path, 0), True
+        return self._index
+
     def close(self) -> None:
         self._container.close()
 
@@ -165,98 +264,120 @@ class VideoReader:
         self.close()
 
     def frames(self, wanted: Callable[[int], bool] = lambda index: True, skip_unwanted: bool = False) -> Iterator[Frame]:
-        """Yields every frame in order; ``image`` is filled only where ``wanted(index)`` is true.
+        """Yields every frame of the whole video in order; ``image`` is filled only where
+        ``wanted(index)`` is true, and for the last frame (it pads a video shorter than one window).
 
-        The last frame always carries its image, so that a video shorter than one window can be
-        padded with it. ``skip_unwanted``: frames not wanted that no other frame references are
-        not decoded at all (H.264 and HEVC at the native rate; ``skipped_frames`` counts them).
-        Their index and time are the same as when every frame is decoded; where the stream does not
-        allow that, ``SkipMismatch`` is raised, possibly after some frames have been yielded.
+        ``skip_unwanted``: frames not wanted that no other frame references are not decoded at all
+        (H.264 and HEVC at the native rate; ``skipped_frames`` counts them). Their index and time
+        are the same as when every frame is decoded; where the stream does not allow that,
+        ``SkipMismatch`` is raised, possibly after some frames have been yielded. After the last
+        frame, a truncated or damaged video raises VideoError (a warning with ``keep_partial``).
         """
         rgb = av.video.reformatter.VideoReformatter()  # one for all frames: +20 % over per-frame
-        self._decoded_until, self._source_frames, self._corrupt_frames, self._first_corrupt = None, 0, 0, None
-        if self._extraction_fps:
-            decoded = self._timed(self._resampled())
-        elif skip_unwanted and self._stream.codec_context.name in SKIPPABLE_CODECS:
-            decoded = self._skipping(wanted)
-        else:
-            decoded = self._timed(self._native())
-        previous = None
-        index = 0
-        try:
-            for seconds, frame in decoded:  # frame None: skipped, never decoded
-                if previous is not None:
-                    yield previous[1]
-                time = seconds if seconds is not None else index / self.fps
-                image = _rgb(rgb, frame) if frame is not None and wanted(index) else None
-                previous = (frame, Frame(index, time, image))
-                index += 1
-        except av.error.FFmpegError as error:
-            raise VideoError(f"decoding failed at frame {index}: {_describe(error)}") from error
-        if previous is None:
-            raise VideoError("no video frames could be decoded")
-        frame, last = previous
-        if last.image is None:
-            if frame is None:
-                raise SkipMismatch("the last frame was skipped")
-            last.image = _rgb(rgb, frame)
-        yield last
-        self._check_complete()
-
-    def _decoded(self, seconds: Optional[float], frame_seconds: float, corrupt: bool) -> None:
-        """Notes a source frame (decoded or skipped): where it ends, and whether the decoder flagged it."""
-        self._source_frames += 1
-        if seconds is not None:
-            end = seconds + (frame_seconds or self._frame_seconds)
-            if self._decoded_until is None or end > self._decoded_until:
-                self._decoded_until = end
-        if corrupt:
-            self._corrupt_frames += 1
-            if self._first_corrupt is None:
-                self._first_corrupt = seconds
-
-    def _check_complete(self) -> None:
-        """After the last frame: raise VideoError (or warn, with keep_partial) if the video was read in part."""
-        problems = []
-        end, until = self._video_end, self._decoded_until
-        if end is not None and until is not None and end - until > max(
-            TRUNCATED_SECONDS, TRUNCATED_FRAMES * self._frame_seconds
-        ):
-            problems.append(
-                f"truncated: decoding ended at {until:.1f} s of the declared {end:.1f} s ({self._source_frames} frames)"
-            )
-        if self._corrupt_frames:
-            where = f", the first at {self._first_corrupt:.1f} s" if self._first_corrupt is not None else ""
-            problems.append(
-                f"corrupt data: {self._corrupt_frames} of {self._source_frames} frames decoded with errors{where}"
-            )
+        for decoded in self.decoded(wanted, skip_unwanted):
+            image = None
+            if decoded.wanted and decoded.frame is not None:
+                image = np.ascontiguousarray(rgb_view(rgb, decoded.frame))
+            yield Frame(decoded.index, decoded.time, image)
+        problems = self.completeness.problems(self.stats)
         if problems:
             if not self._keep_partial:
                 raise VideoError("; ".join(problems))
-            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo, stacklevel=3)
+            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo, stacklevel=2)
 
-    @staticmethod
-    def _timed(frames):
-        for frame in frames:
-            yield (float(frame.pts * frame.time_base) if frame.pts is not None else None), frame
-
-    def _native(self):
-        tick = float(self._stream.time_base)  # for _decoded: a Fraction per frame costs 3 us
-        for frame in self._container.decode(self._stream):
-            if frame.pts is not None:
-                frame.pts -= round(self._start_seconds / frame.time_base)
-            self._decoded(None if frame.pts is None else frame.pts * tick, frame.duration * tick, frame.is_corrupt)
-            yield frame
-
-    def _skipping(self, wanted: Callable[[int], bool]):
-        """Like ``_timed(_native())``, with frame None for the frames not decoded (utils/skipping.py)."""
-        decoder = SkippingDecoder(self._container, self._stream, self._start_seconds, wanted, self._decoded)
+    def decoded(self, wanted: Callable[[int], bool] = lambda index: True, skip_unwanted: bool = False,
+                segment: Optional[Segment] = None) -> Iterator[Decoded]:
+        """The frames of ``segment`` (default: the whole video) in order, not converted; see ``frames``.
+        ``self.stats`` then holds what the read owned (``Completeness.problems`` checks it)."""
+        self.stats = DecodeStats()
+        if segment is None and skip_unwanted and self.skippable and self.index() is not None:
+            segment = whole(self.index())
+        if self._extraction_fps:
+            source = self._resampled(segment)
+        elif segment is not None and segment.pts is not None:
+            source = self._numbered(segment, wanted, skip_unwanted)
+        else:
+            source = self._in_decoder_order()
+        keep_last = segment is None or segment.last
+        previous = None
         try:
-            yield from decoder.frames()
+            for index, seconds, frame in source:
+                if previous is not None:
+                    yield Decoded(*previous, wanted(previous[0]))
+                previous = (index, seconds, frame)
+        except av.error.FFmpegError as error:
+            at = previous[0] + 1 if previous else 0
+            raise VideoError(f"decoding failed at frame {at}: {_describe(error)}") from error
+        if previous is None:
+            raise VideoError("no video frames could be decoded")
+        if keep_last and previous[2] is None:
+            raise SkipMismatch("the last frame was skipped")
+        yield Decoded(*previous, keep_last or wanted(previous[0]))
+
+    def _owned(self, segment: Optional[Segment], seconds: Optional[float]) -> bool:
+        if segment is None or seconds is None:
+            return True
+        return segment.owned_from <= seconds and (segment.owned_until is None or seconds < segment.owned_until)
+
+    def _count(self, segment: Optional[Segment], seconds: Optional[float], duration: float, corrupt: bool) -> None:
+        """Notes a source frame (decoded or skipped) for the truncation and damage checks, if the read owns it."""
+        if self._owned(segment, seconds):
+            self.stats.add(seconds, duration or self._frame_seconds, corrupt)
+
+    def _packets_from(self, cut: Cut):
+        """The stream's packets from ``cut`` on, in the file's order."""
+        packets = (packet for packet in self._container.demux(self._stream) if packet.size)
+        if cut.at_start:
+            yield from packets
+            return
+        self._container.seek(cut.dts, stream=self._stream, backward=True, any_frame=False)
+        for packet in packets:
+            if packet.pts == cut.pts:
+                yield packet
+                break
+            if packet.pts is None or packet.pts > cut.pts:  # every packet before a cut is shown before it
+                raise SkipMismatch("seeking landed after the segment's key frame")
+        yield from packets
+
+    def _in_decoder_order(self):
+        """(index, seconds, frame) of every frame, numbered in the order the decoder gives them.
+        Timestamps that go back (a stream whose clock restarts, e.g. concatenated MPEG-TS) are made to
+        increase from the frame order, with a warning."""
+        tick = float(self.time_base)  # a Fraction per frame costs 3 us
+        last_seconds, warned = None, False
+        for index, frame in enumerate(self._container.decode(self._stream)):
+            if frame.pts is not None:
+                frame.pts -= self.shift
+            seconds = None if frame.pts is None else frame.pts * tick
+            self._count(None, seconds, frame.duration * tick, frame.is_corrupt)
+            time = float(frame.pts * frame.time_base) if frame.pts is not None else index / self.fps
+            if last_seconds is not None and time <= last_seconds:
+                if not warned:
+                    warnings.warn(f"{self.path}: timestamps go back at frame {index}; "
+                                  "times from there on follow the frame order")
+                    warned = True
+                time = last_seconds + (self._frame_seconds or 1 / self.fps)
+            last_seconds = time
+            yield index, time, frame
+
+    def _numbered(self, segment: Segment, wanted: Callable[[int], bool], skip_unwanted: bool):
+        """(position, seconds, frame or None) of the segment's frames, numbered by the index."""
+        decoder = IndexedDecoder(self._container, self._stream, segment.pts, segment.cut.position,
+                                 segment.first_frame, segment.until, self.shift, wanted, skip_unwanted,
+                                 keep_last=segment.last)
+        tick = float(self.time_base)
+        try:
+            for position, seconds, frame in decoder.frames(self._packets_from(segment.cut)):
+                if frame is None:
+                    self._count(segment, seconds, 0.0, False)
+                else:
+                    self._count(segment, seconds, frame.duration * tick, frame.is_corrupt)
+                yield position, seconds, frame
         finally:
             self.skipped_frames += decoder.skipped
 
-    def _resampled(self):
+    def _resampled(self, segment: Optional[Segment]):
+        """(index, seconds, frame) of FFmpeg's fps filter's output frames (of the segment's, if given)."""
         graph = av.filter.Graph()
         source = graph.add_buffer(template=self._stream)
         fps = graph.add("fps", f"fps={self._extraction_fps}")
@@ -264,18 +385,59 @@ class VideoReader:
         source.link_to(fps)
         fps.link_to(sink)
         graph.configure()
+        cut = segment.cut if segment is not None and not segment.cut.at_start else None
+        first, until = (segment.first_frame, segment.until) if segment is not None else (0, None)
+        owned_until = segment.owned_until if segment is not None else None
+        tick = float(self.time_base)
+        outputs = 0  # output frames pulled so far, the skipped ones before ``first`` included
 
         def drain():
+            nonlocal outputs
             while True:
                 try:
-                    yield graph.pull()
+                    frame = graph.pull()
                 except (av.error.BlockingIOError, av.error.EOFError):
                     return
+                if outputs == first and cut is not None:  # the cut's frame must be this frame's source or before it
+                    if _rescale_nearest(cut.pts - self.shift, self.time_base, Fraction(frame.time_base)) > frame.pts:
+                        raise SkipMismatch("the segment's key frame is after its first resampled frame")
+                if first <= outputs and (until is None or outputs < until):
+                    yield outputs, float(frame.pts * frame.time_base), frame
+                outputs += 1
 
-        for index, frame in enumerate(self._native()):
+        packets = self._packets_from(cut) if cut is not None else self._container.demux(self._stream)
+        for index, frame in enumerate(self._decoded_from(packets, cut)):
             if frame.pts is None:  # raw streams without timestamps: assume a constant rate
                 frame.pts = round(index / self._stream.average_rate / self._stream.time_base)
+            seconds = frame.pts * tick
+            self._count(segment, seconds, frame.duration * tick, frame.is_corrupt)
+            if index == 0 and cut is not None:
+                # The fps filter's grid starts at its first frame's time: give it the whole video's first
+                # time, on this frame (the output frames before the segment's first are not kept).
+                own_pts, frame.pts = frame.pts, segment.origin_pts - self.shift
+                graph.push(frame)
+                frame.pts = own_pts
             graph.push(frame)
             yield from drain()
+            # a segment stops once it has its frames and has counted the source frames it owns
+            if until is not None and outputs >= until and owned_until is not None and seconds >= owned_until:
+                return
         graph.push(None)
         yield from drain()
+
+    def _decoded_from(self, packets, cut: Optional[Cut]):
+        """Decoded frames with timestamps shifted as the ffmpeg program shifts them; from a cut,
+        without the frames shown before it (an open GOP's leading frames)."""
+        for packet in packets:
+            if not packet.size:
+                continue
+            for frame in self._stream.codec_context.decode(packet):
+                if cut is not None and not cut.at_start and frame.pts is not None and frame.pts < cut.pts:
+                    continue
+                if frame.pts is not None:
+                    frame.pts -= self.shift
+                yield frame
+        for frame in self._stream.codec_context.decode(None):
+            if frame.pts is not None:
+                frame.pts -= self.shift
+            yield frame

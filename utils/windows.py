@@ -8,14 +8,14 @@ some frames are in no window (``skips_frames``) decoding may skip them.
 """
 import functools
 from dataclasses import dataclass
-from typing import Optional
-
-import torch
+from typing import Any, Optional
 
 
 def linspace_offsets(stack: int, frames: int) -> list[int]:
     """``frames`` indices spread evenly over [0, stack - 1], truncated (pytorchvideo's
     UniformTemporalSubsample, TimeSformer's Kinetics test sampling)."""
+    import torch  # here: the decoding processes use this module's plans without torch, and torch's float32 steps decide
+
     return torch.linspace(0, stack - 1, frames).long().tolist()
 
 
@@ -60,37 +60,41 @@ class WindowPlan:
         window, which frames are used repeats every ``step`` frames."""
         return not all(self.uses(index) for index in range(self.stack + self.step))
 
-    def uses(self, index: int) -> bool:
-        """Whether any window shows frame ``index`` to the network."""
-        first_window = max(0, -(-(index - self.stack + 1) // self.step))
-        return any(index - k * self.step in self._offset_set for k in range(first_window, index // self.step + 1))
+    def uses(self, index: int, first_window: int = 0, end_window: Optional[int] = None) -> bool:
+        """Whether any window (of those in [first_window, end_window)) shows frame ``index`` to the network."""
+        first = max(first_window, -(-(index - self.stack + 1) // self.step))
+        last = index // self.step if end_window is None else min(index // self.step, end_window - 1)
+        return any(index - k * self.step in self._offset_set for k in range(first, last + 1))
 
 
 @dataclass
 class Window:
     index: int
-    frames: torch.Tensor  # (C, T, H, W), or (crops, C, T, H, W): the window's offsets, preprocessed
+    frames: list[Any]  # the offsets' preprocessed frames, each (C, h, w) or (crops, C, h, w)
     start: float  # seconds: presentation time of the window's first frame
     end: float  # seconds: presentation time of its last frame plus one frame duration
 
 
 class WindowAssembler:
-    """Collects one video's preprocessed frames and cuts windows as soon as they are complete.
+    """Collects one video's preprocessed frames and cuts windows as soon as they are complete: the
+    windows [first_window, end_window) of the video (a segment's, utils/segments.py).
 
     Holds only the frames that a window not yet cut still needs, so memory is bounded by one
     window whatever the video's length.
     """
 
-    def __init__(self, plan: WindowPlan, frame_duration: float):
+    def __init__(self, plan: WindowPlan, frame_duration: float, first_window: int = 0,
+                 end_window: Optional[int] = None):
         self.plan = plan
         self.frame_duration = frame_duration
+        self.first_window, self.end_window = first_window, end_window
         self.windows_cut = 0
-        self._frames: dict[int, torch.Tensor] = {}
+        self._frames: dict[int, Any] = {}
         self._start_times: dict[int, float] = {}
         self._last_index = -1
         self._last_time = 0.0
 
-    def add(self, index: int, time: float, frame: Optional[torch.Tensor]) -> Optional[Window]:
+    def add(self, index: int, time: float, frame: Optional[Any]) -> Optional[Window]:
         """Takes frame ``index`` (None if no window uses it); returns the window it completes."""
         plan = self.plan
         if frame is not None:
@@ -99,7 +103,7 @@ class WindowAssembler:
             self._start_times[index // plan.step] = time
         self._last_index, self._last_time = index, time
         window, remainder = divmod(index - plan.stack + 1, plan.step)
-        if window < 0 or remainder != 0:
+        if window < self.first_window or remainder != 0 or (self.end_window is not None and window >= self.end_window):
             return None
         first = window * plan.step
         cut = self._cut(window, [first + offset for offset in plan.offsets], time)
@@ -110,7 +114,7 @@ class WindowAssembler:
 
     def finish(self) -> Optional[Window]:
         """At the end of the video: the padded window of a video shorter than one window."""
-        if self.windows_cut or self._last_index < 0:
+        if self.windows_cut or self._last_index < 0 or self.first_window > 0:
             return None
         last = self._last_index
         # frames past the end repeat the last one, as if the video froze on it
@@ -118,7 +122,4 @@ class WindowAssembler:
 
     def _cut(self, window: int, indices: list[int], last_time: float) -> Window:
         self.windows_cut += 1
-        frames = [self._frames[i] for i in indices]
-        # time goes after the channels: (C, h, w) frames give (C, T, h, w), (crops, C, h, w) give (crops, C, T, h, w)
-        frames = torch.stack(frames, dim=2 if frames[0].dim() == 4 else 1)
-        return Window(window, frames, self._start_times[window], last_time + self.frame_duration)
+        return Window(window, [self._frames[i] for i in indices], self._start_times[window], last_time + self.frame_duration)

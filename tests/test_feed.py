@@ -1,0 +1,87 @@
+"""The decoding processes and the feed: a long video cut into segments gives the features of one
+decode, a restart after a numbering failure and a process that dies fail nothing else, and the
+decoding processes stay free of torch."""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg
+from utils.segments import MIN_SEGMENT_SECONDS
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """25 s of 320x180 testsrc2 at 30 fps with B-frames and a key frame every second: long enough
+    to be cut into two segments of at least MIN_SEGMENT_SECONDS."""
+    path = str(tmp_path_factory.mktemp("clips") / "long.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30:duration=25",
+                    "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-bf", "3", path], check=True)
+    assert 25 >= 2 * MIN_SEGMENT_SECONDS
+    return path
+
+
+WINDOWS = {  # name: options; windows far apart keep the networks' work small on a CPU
+    "every frame": dict(stack_size=16, step_size=64),
+    "sparse frames": dict(feature_type="timesformer", stack_size=64, step_size=160),
+    "resampled": dict(extraction_fps=12, stack_size=8, step_size=24),
+}
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("windows", WINDOWS)
+def test_a_long_video_decoded_in_segments_gives_the_features_of_one_decode(long_clip, windows, r21d_checkpoint):
+    options = dict(WINDOWS[windows])
+    if options.get("feature_type") is None:
+        options.update(weights_path=r21d_checkpoint, pretrained=True)
+    one = make_extractor(**options)
+    (whole,) = one.extract_many([long_clip])
+    two = make_extractor(decode_workers=2, **options)
+    two.inference.network.load_state_dict(one.inference.network.state_dict())  # random weights: the same ones
+    (cut,) = two.extract_many([long_clip])
+    assert (whole.segments, cut.segments) == (1, 2)
+    assert len(cut.outputs["timestamps_ms"]) >= 5
+    for key in whole.outputs:
+        np.testing.assert_array_equal(cut.outputs[key], whole.outputs[key], err_msg=key)
+
+
+@needs_ffmpeg
+def test_a_stream_whose_frames_cannot_be_numbered_first_is_decoded_again_whole(tmp_path, r21d_checkpoint):
+    # cut inside an open GOP: the decoder drops the leading frames that the index numbers, so skipping
+    # finds out only while decoding; the video is decoded again, every frame, its first windows dropped
+    source = str(tmp_path / "open.mkv")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-c:v", "libx264", "-x264-params",
+                    "open-gop=1:keyint=20", source], check=True)
+    path = str(tmp_path / "cut.mkv")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", source, "-ss", "0.7", "-c", "copy", path], check=True)
+    options = dict(weights_path=r21d_checkpoint, pretrained=True)
+    every_window = make_extractor(stack_size=8, step_size=8, **options).extract(path)  # no frame left out
+    every_other = make_extractor(stack_size=8, step_size=16, **options).extract(path)  # half the frames skipped
+    assert len(every_other["timestamps_ms"]) == (len(every_window["timestamps_ms"]) + 1) // 2
+    np.testing.assert_array_equal(every_other["timestamps_ms"], every_window["timestamps_ms"][::2])
+    np.testing.assert_allclose(every_other["r21d"], every_window["r21d"][::2], atol=1e-6, rtol=0)
+
+
+def test_a_decoding_process_that_dies_fails_its_video_alone(r21d_checkpoint):
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True)
+    c = str(ROOT / "sample" / "c.mp4")
+    results = extractor.extract_many([SAMPLE_B, c, SAMPLE_A])
+    first = next(results)
+    # the process is on c.mp4 now, waiting for the network to take its frames
+    (process,) = [p for p in psutil.Process().children() if "utils.decode_worker" in " ".join(p.cmdline())]
+    process.send_signal(signal.SIGKILL)
+    rest = list(results)
+    assert first.path == SAMPLE_B and first.error is None
+    assert [(r.path, r.error) for r in rest] == [(c, "the decoding process died (exit code -9)"), (SAMPLE_A, None)]
+    assert rest[1].outputs["r21d"].shape == (8, 512)
+
+
+def test_the_decoding_processes_do_not_import_torch():
+    code = "import sys, utils.decode_worker; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "False", done.stderr

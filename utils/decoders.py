@@ -1,0 +1,153 @@
+"""The decoding processes of a run (utils/decode_worker.py), seen from the pipeline: started, given
+jobs, listened to, given their slots back, and stopped.
+
+Each process has a connection (a socket pair) and a buffer of shared memory holding its slots. A
+process that dies (a crash in FFmpeg, the out-of-memory killer) is noticed when its connection
+closes: its job is reported as failed and a new process takes its place. Closing kills them all at
+once: a process stuck in a system call (a dead network mount) never holds up the end of a run.
+"""
+import mmap
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Optional
+
+from utils.decode_worker import SLOTS, Released, Settings, SlotLayout
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _shared_buffer(size: int) -> tuple[int, mmap.mmap]:
+    """A file descriptor of anonymous memory (passed to a child process) and its mapping here."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("video-features-slots")
+    else:  # macOS: an unlinked temporary file
+        with tempfile.TemporaryFile() as file:
+            fd = os.dup(file.fileno())
+    os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, size)
+
+
+@dataclass(frozen=True)
+class Died:
+    """A decoding process ended without being asked to: its job failed."""
+
+    worker: int
+    job: Optional[object]  # the job it was running
+    exit_code: Optional[int]
+
+
+class Decoder:
+    """One decoding process."""
+
+    def __init__(self, number: int, settings: Settings):
+        self.number = number
+        self.job = None  # the job it runs, None while idle
+        self.buffer_fd, self.buffer = _shared_buffer(SLOTS * settings.layout.bytes)
+        self.settings = settings
+        self._start()
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "utils.decode_worker", str(theirs.fileno()), str(self.buffer_fd)],
+            pass_fds=(theirs.fileno(), self.buffer_fd), env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,  # Ctrl-C reaches only the pipeline, which stops this process
+        )
+        theirs.close()
+        self.connection = Connection(ours.detach())
+        self.connection.send(self.settings)
+
+    def send(self, message) -> None:
+        self.connection.send(message)
+
+    def restart(self) -> None:
+        """A new process in place of one that died, with the same slots."""
+        self.connection.close()
+        self.process.wait()
+        self.job = None
+        self._start()
+
+    def signal(self, number: int) -> None:
+        """Signals the process and what it started (the ffmpeg program of fps_method=reencode)."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, number)
+            except ProcessLookupError:
+                pass
+
+    def close(self, deadline: float) -> None:
+        """Ends the process, by ``deadline`` (time.monotonic) or killed, and frees its memory."""
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait()
+        self.connection.close()
+        os.close(self.buffer_fd)
+        try:
+            self.buffer.close()
+        except BufferError:
+            pass  # views of it are still referenced (an exception's traceback): unmapped when they go
+
+
+class DecoderPool:
+    def __init__(self, count: int, settings: Settings):
+        self.layout: SlotLayout = settings.layout
+        self.decoders: list[Decoder] = []
+        try:
+            for number in range(count):
+                self.decoders.append(Decoder(number, settings))
+        except BaseException:
+            self.close()
+            raise
+
+    def idle(self) -> list[Decoder]:
+        return [decoder for decoder in self.decoders if decoder.job is None and not decoder.connection.closed]
+
+    def assign(self, decoder: Decoder, job) -> None:
+        decoder.job = job
+        decoder.send(job)
+
+    def release(self, worker: int, slot: int) -> None:
+        """Gives a slot back to its process."""
+        decoder = self.decoders[worker]
+        try:
+            decoder.send(Released(slot))
+        except OSError:
+            pass  # it died: its replacement starts with every slot free
+
+    def receive(self, timeout: Optional[float] = None) -> list[tuple[int, object]]:
+        """(worker, message) of every message there is, waiting up to ``timeout`` (None: until one comes).
+        A process that died gives a ``Died`` message after its last ones: then ``replace`` it."""
+        by_connection = {decoder.connection: decoder for decoder in self.decoders if not decoder.connection.closed}
+        received = []
+        for connection in wait(list(by_connection), timeout):
+            decoder = by_connection[connection]
+            try:
+                while connection.poll():
+                    received.append((decoder.number, connection.recv()))
+            except (EOFError, OSError):
+                connection.close()
+                received.append((decoder.number, Died(decoder.number, decoder.job, decoder.process.wait())))
+        return received
+
+    def replace(self, worker: int) -> None:
+        """A new process in place of one that died, with the same slots, all of them free."""
+        self.decoders[worker].restart()
+
+    def close(self) -> None:
+        """Stops every process within a second: asked first (a process removes the temporary file of
+        its re-encode), then killed."""
+        for decoder in self.decoders:
+            decoder.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        for decoder in self.decoders:
+            decoder.close(deadline)

@@ -1,0 +1,78 @@
+"""A video stream's frames in presentation order, and where decoding may start, read from its
+packets without decoding them.
+
+A frame's position is the number of frames with an earlier presentation timestamp. Reading every
+packet's timestamp first (demuxing only: a few milliseconds per minute of video) gives each frame
+its position before it is decoded: so frames no window uses need not be decoded
+(utils/skipping.py), and a video can be cut into segments that several processes decode at once
+(utils/segments.py), each numbering its frames as a decode of the whole video would.
+
+A segment starts at a key frame K such that every frame shown from K on is decoded from K on: no
+packet before K in the file is shown at or after K. Frames decoded after K but shown before it
+(the leading frames of an open GOP) are dropped. Streams whose timestamps cannot give that order
+(none, repeated ones, or ones that jump back, like concatenated MPEG-TS) get no index: they are
+decoded in one piece, in the decoder's order.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import av
+import numpy as np
+
+# More than the deepest frame reordering H.264 and HEVC allow (16 frames): a packet further than
+# this from its place in presentation order means the timestamps do not give that order.
+MAX_REORDER = 32
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A key frame where decoding may start (packet 0: the file's start, where every frame is shown)."""
+
+    position: int  # its frame's place in presentation order (0 at the file's start)
+    pts: int  # its presentation timestamp (stream time base, unshifted); frames shown before it are dropped
+    dts: int  # its decoding timestamp: what seeking goes by
+    packet: int  # its place in the file's order of video packets
+
+    @property
+    def at_start(self) -> bool:
+        return self.packet == 0
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    pts: np.ndarray  # (frames,) int64: the shown frames' timestamps, ascending (edit-list discards left out)
+    packet_pts: np.ndarray  # (packets,) int64: every video packet's pts in the file's order, discards included
+    cuts: tuple[Cut, ...]  # key frames where decoding may start, in order; the first is the file's start
+
+    @property
+    def frames(self) -> int:
+        return len(self.pts)
+
+    def cut_at_or_before(self, position: int) -> Cut:
+        """The last cut whose frame is at or before ``position``."""
+        return max((cut for cut in self.cuts if cut.position <= position), key=lambda cut: cut.position)
+
+
+def read_index(path: str, stream_index: int) -> Optional[FrameIndex]:
+    """The index of the file's video stream ``stream_index``, or None when its timestamps cannot
+    number the frames (then it is decoded in one piece)."""
+    with av.open(path) as container:
+        stream = container.streams.video[stream_index]
+        packets = [(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard)
+                   for packet in container.demux(stream) if packet.size]
+    if not packets or any(pts is None for pts, *_ in packets):
+        return None
+    packet_pts = np.array([pts for pts, *_ in packets], dtype=np.int64)
+    shown = np.array([not discard for *_, discard in packets])
+    pts = np.sort(packet_pts[shown])
+    if len(np.unique(pts)) != len(pts):
+        return None
+    positions = np.searchsorted(pts, packet_pts[shown])
+    if np.abs(positions - np.arange(len(positions))).max() > MAX_REORDER:
+        return None
+    cuts = [Cut(0, int(pts[0]), 0, 0)]
+    shown_before = np.maximum.accumulate(np.where(shown, packet_pts, np.iinfo(np.int64).min))
+    for number, (packet, dts, key, discard) in enumerate(packets[1:], start=1):
+        if key and not discard and shown_before[number - 1] < packet:
+            cuts.append(Cut(int(np.searchsorted(pts, packet)), packet, packet if dts is None else dts, number))
+    return FrameIndex(pts, packet_pts, tuple(cuts))
