@@ -3,6 +3,7 @@ finished videos, progress, show_pred, the summary and the exit code."""
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -128,6 +129,9 @@ class Run:
             return
         if result.error is None:
             try:
+                if not self._still_claimed(result.path):
+                    self._leave_to_new_owner(result)
+                    return
                 self._deliver(result)
             except OSError as error:
                 result.error = f"cannot save outputs: {error}"
@@ -140,6 +144,17 @@ class Run:
         self.summary.failed += 1
         self._log(result, "failed")
         tqdm.write(f"error: {result.path}: {result.error}", file=sys.stderr)
+
+    def _still_claimed(self, path: str) -> bool:
+        return self.claims is None or self.claims.holds(self.store.claim_path(self.names[path]))
+
+    def _leave_to_new_owner(self, result: VideoResult) -> None:
+        """A video whose claim another process took over (it judged it stale: this one was paused,
+        or could not refresh it) is that process's: nothing is saved over its outputs."""
+        warnings.warn(f"{result.path}: another process took its claim over (it judged it stale); "
+                      "its outputs are left to that process, not saved")
+        self.summary.claimed += 1
+        self._log(result, "claimed")
 
     def _release(self, path: str) -> None:
         if self.claims is not None:
