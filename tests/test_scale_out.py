@@ -37,7 +37,7 @@ def videos(tmp_path):
 
 def command(listing, out, checkpoint):
     return [f"file_with_video_paths={listing}", f"weights_path={checkpoint}", "device=cpu",
-            "on_extraction=save_numpy", f"output_path={out}", *WINDOWS]
+            "on_extraction=save_numpy", f"output_path={out}", f"input_root={listing.parent / 'videos'}", *WINDOWS]
 
 
 def outputs(out) -> dict[str, bytes]:

@@ -78,6 +78,10 @@ class ExtractionConfig:
     compile: bool = option(False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
     on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
     output_path: str = option("./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
+    input_root: Optional[str] = option(
+        None, "{name} is the video's path relative to this folder, without extension; null = the current folder "
+        "(a video outside it: its absolute path without the leading /)"
+    )
     tmp_path: str = option("./tmp", "where fps_method=reencode writes its re-encoded copies")
     keep_tmp_files: bool = option(False, "keep those copies")
     video_paths: Any = option(None, "a video path or a list [a.mp4,b.mp4]")

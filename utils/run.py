@@ -74,7 +74,8 @@ class Run:
         self._stale: set[str] = set()  # paths whose outputs were made with other settings
         saving = cfg.on_extraction != OnExtraction.print
         if saving:
-            self.names = output_names(listed)  # of the whole list: every shard names a video alike
+            # of the whole list, so that every shard refuses a clash alike
+            self.names = output_names(listed, cfg.input_root)
             check_writable(cfg.output_path)
         self.extractor = extractor or Extractor(cfg)
         self.settings = self.extractor.settings()
