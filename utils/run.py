@@ -1,5 +1,6 @@
 """What the command line does around the pipeline: inputs, output names and store, skipping of
 finished videos, progress, show_pred, the summary and the exit code."""
+import contextlib
 import os
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from utils.output import OutputStore, describe_outputs, describe_predictions, ou
 from utils.pipeline import VideoResult
 from utils.runlog import RunLog
 
-EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS = 0, 1, 2  # interrupted: 128 + the signal's number (main.py)
 
 
 @dataclass
@@ -109,9 +110,12 @@ class Run:
         interactive = sys.stderr.isatty()  # a log file gets no progress bars, only lines
         with tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type, disable=not interactive) as bar:
             skip = self.is_done if self.store else None
-            for result in self.extractor.extract_many(self.paths, skip, progress=interactive):
-                bar.update(1)
-                self._account(result)
+            # closed on the way out, also when interrupted while saving: the decoding threads stop
+            # before close() gives up the claims, so none claims a video after that
+            with contextlib.closing(self.extractor.extract_many(self.paths, skip, progress=interactive)) as results:
+                for result in results:
+                    bar.update(1)
+                    self._account(result)
         return self.summary
 
     def close(self, exit_code: int) -> None:
