@@ -26,6 +26,14 @@ class OutputNameClash(ValueError):
     pass
 
 
+class OutputError(Exception):
+    """A video's saved outputs cannot be checked. The message names the file and the cause."""
+
+
+# What a file that is there but does not load as an array raises: cut short, or not .npy/pickle data
+NOT_AN_ARRAY = (ValueError, EOFError, pickle.UnpicklingError)
+
+
 def output_name(path: str, input_root: Optional[str] = None) -> str:
     """A video's output name: its path relative to ``input_root`` (None: the current folder),
     without extension; for a video outside that folder, its absolute path without the leading '/'."""
@@ -146,18 +154,23 @@ class OutputStore:
 
     def status(self, name: str, keys: list[str], settings: dict) -> str:
         """'done': every output file loads and was made with ``settings``; 'stale': they load but
-        were made with other settings (or by a version that kept no record); 'missing' otherwise
-        (a truncated file does not load)."""
+        were made with other settings (or by a version that kept no record); 'missing': a file is
+        absent or does not load (e.g. cut short). Anything else (a permission error, a bug) raises
+        OutputError: the outputs may be good, so they must not be redone and replaced."""
         for key in keys:
             try:
                 self.load(name, key)
-            except Exception:
+            except (FileNotFoundError, *NOT_AN_ARRAY):
                 return "missing"
+            except Exception as error:
+                raise OutputError(f"cannot check its saved outputs: {_cause(error, self.path(name, key))}") from error
         try:
             with open(self.settings_path(name), encoding="utf-8") as file:
                 recorded = json.load(file)
-        except (OSError, ValueError):
+        except (FileNotFoundError, ValueError):  # no record, or one cut short
             return "stale"
+        except OSError as error:
+            raise OutputError(f"cannot check its saved outputs: {_cause(error, self.settings_path(name))}") from error
         return "done" if recorded == settings else "stale"
 
     def load(self, name: str, key: str) -> np.ndarray:
@@ -167,6 +180,12 @@ class OutputStore:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         with open(path, "rb") as file:
             return pickle.load(file)
+
+
+def _cause(error: Exception, path: str) -> str:
+    if isinstance(error, OSError):
+        return f"{path}: {error.strerror or error}"
+    return f"{path}: {type(error).__name__}: {error}"
 
 
 def describe_outputs(name: str, outputs: dict[str, np.ndarray]) -> str:

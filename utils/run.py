@@ -14,11 +14,13 @@ from tqdm import tqdm
 from utils.claims import Claims
 from utils.config import ConfigError, OnExtraction, video_paths
 from utils.extractor import Extractor
-from utils.output import OutputStore, describe_outputs, describe_predictions, output_names, remove_stale_temporary_files
+from utils.output import (OutputError, OutputStore, describe_outputs, describe_predictions, output_names,
+                          remove_stale_temporary_files)
 from utils.pipeline import VideoResult
 from utils.runlog import RunLog
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS = 0, 1, 2  # interrupted: 128 + the signal's number (main.py)
+DONE, CLAIMED = "done", "claimed"  # why a video need not be read (Run.is_done)
 
 
 @dataclass
@@ -43,11 +45,13 @@ class RunSummary:
 
 
 def check_writable(folder: str) -> None:
-    """ConfigError, before any video is read, if outputs cannot be written under ``folder``."""
+    """ConfigError, before any video is read, if outputs cannot be written under ``folder``. A byte
+    is written: on a full disk an empty file can still be made."""
     try:
         os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as file:
+            file.write(b"0")
+            file.flush()
     except OSError as error:
         raise ConfigError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
 
@@ -85,20 +89,31 @@ class Run:
             self.store = OutputStore(output_dir, cfg.on_extraction.value)
             folders = {os.path.dirname(self.store.path(self.names[path], "")) for path in self.paths}
             remove_stale_temporary_files(folders)
-            self.claims = Claims(cfg.claim_stale_seconds)
             shard_text = f"{cfg.shard_id}/{cfg.num_shards}"
-            self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
+            try:
+                self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
+            except OSError as error:  # the disk filled up since check_writable, or .runs cannot be made
+                where = f": {error.filename}" if error.filename else ""
+                raise ConfigError(f"output_path={cfg.output_path}: cannot write the run log "
+                                  f"({error.strerror or error}{where})") from None
+            self.claims = Claims(cfg.claim_stale_seconds)
 
     def is_done(self, path: str) -> Optional[str]:
-        """Why a video need not be read ('done', or 'claimed' by a live process elsewhere), or None
-        after claiming it. Called from the decoding threads, just before a video is read."""
+        """Why a video need not be read, or None after claiming it: DONE, CLAIMED (by a live process
+        elsewhere), or the error that fails it when its saved outputs cannot be checked. Called from
+        the decoding threads, just before a video is read."""
         name = self.names[path]
-        if not self.claims.take(self.store.claim_path(name)):
-            return "claimed"
-        status = self.store.status(name, self.extractor.output_keys, self.settings)
+        claim = self.store.claim_path(name)
+        if not self.claims.take(claim):
+            return CLAIMED
+        try:
+            status = self.store.status(name, self.extractor.output_keys, self.settings)
+        except OutputError as error:
+            self.claims.release(claim)
+            return str(error)
         if status == "done":
-            self.claims.release(self.store.claim_path(name))
-            return "done"
+            self.claims.release(claim)
+            return DONE
         if status == "stale":
             self._stale.add(path)
         return None
@@ -126,12 +141,14 @@ class Run:
             self.log.end(str(self.summary), exit_code)
 
     def _account(self, result: VideoResult) -> None:
-        if result.skipped:
-            claimed = result.skipped == "claimed"
+        if result.skipped in (DONE, CLAIMED):
+            claimed = result.skipped == CLAIMED
             self.summary.claimed += claimed
             self.summary.skipped += not claimed
             self._log(result, "claimed" if claimed else "skipped")
             return
+        if result.skipped:  # not read, for this error
+            result.error = result.skipped
         if result.error is None:
             try:
                 if not self._still_claimed(result.path):
