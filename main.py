@@ -37,11 +37,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.config import CONFIG_DIR, ConfigError, check_config, load_config, video_paths
+from utils.config import CONFIG_DIR, ConfigError, check_config, check_files, load_config, video_paths
 from utils.output import OutputNameClash
 from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, Run
 from utils.runlog import status_report
-from utils.weights import WeightsError
+from utils.weights import WeightsError, check_weights_path
 
 QUOTING_HINT = (
     "quote a value with spaces, commas, '=' or non-ASCII letters, e.g. 'video_paths=[\"my clip.mp4\"]', "
@@ -138,26 +138,33 @@ def app(cfg: DictConfig) -> None:
 
 
 def check_overrides(argv: list[str]) -> None:
-    """Bad overrides as one ConfigError line before Hydra starts (Hydra's own report spans many
-    lines and exits 1). Each value of a sweep is checked with the first value of the others."""
-    overrides = get_args_parser().parse_args(argv).overrides
+    """Bad overrides, a missing list file or weights file, as one line before Hydra starts (Hydra's
+    own report spans many lines and exits 1; a sweep would start every job). Each value of a sweep
+    is checked with the first value of the others."""
+    args = get_args_parser().parse_args(argv)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
     except OverrideParseException as error:
         raise ConfigError(f"{str(error).splitlines()[0]}; {QUOTING_HINT}") from None
     first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
              else o.input_line for o in parsed]
-    load_config(first)
+    configs = [load_config(first)]
     for index, override in enumerate(parsed):
         if isinstance(override.value(), ChoiceSweep):
             for value in list(override.sweep_string_iterator())[1:]:
-                load_config(first[:index] + [f"{override.get_key_element()}={value}"] + first[index + 1:])
+                swept = f"{override.get_key_element()}={value}"
+                configs.append(load_config(first[:index] + [swept] + first[index + 1:]))
+    if args.help or args.hydra_help or args.cfg or args.info:
+        return  # nothing runs, no file is needed
+    for cfg in configs:
+        check_files(cfg)
+        check_weights_path(cfg.weights_path)
 
 
 def main(argv: list[str]) -> int:
     try:
         check_overrides(argv)
-    except ConfigError as error:
+    except (ConfigError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
     _exit_codes.clear()

@@ -2,6 +2,7 @@
 finished videos, progress, show_pred, the summary and the exit code."""
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -56,6 +57,13 @@ def check_writable(folder: str) -> None:
         raise ConfigError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
 
 
+def unsupported(path: str) -> Optional[str]:
+    """Why an input cannot be read at all, or None."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+        return "URLs are not supported; download the video and give its path"
+    return None
+
+
 def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
     """This shard's part of the list: every num_shards-th video in the order of their absolute paths,
     so that the shards are disjoint, cover the list and do not depend on the order of the inputs."""
@@ -80,15 +88,15 @@ class Run:
         saving = cfg.on_extraction != OnExtraction.print
         if saving:
             # of the whole list, so that every shard refuses a clash alike
-            self.names = output_names(listed, cfg.input_root)
+            self.names = output_names([path for path in listed if not unsupported(path)], cfg.input_root)
             check_writable(cfg.output_path)
         self.extractor = extractor or Extractor(cfg)
         self.settings = self.extractor.settings()
         if saving:
             output_dir = os.path.join(cfg.output_path, self.extractor.feature_type, self.extractor.model_name)
             self.store = OutputStore(output_dir, cfg.on_extraction.value)
-            folders = {os.path.dirname(self.store.path(self.names[path], "")) for path in self.paths}
-            remove_stale_temporary_files(folders)
+            named = [self.names[path] for path in self.paths if path in self.names]
+            remove_stale_temporary_files({os.path.dirname(self.store.path(name, "")) for name in named})
             shard_text = f"{cfg.shard_id}/{cfg.num_shards}"
             try:
                 self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
@@ -102,6 +110,8 @@ class Run:
         """Why a video need not be read, or None after claiming it: DONE, CLAIMED (by a live process
         elsewhere), or the error that fails it when its saved outputs cannot be checked. Called from
         the decoding threads, just before a video is read."""
+        if not os.path.isfile(path):
+            return None  # nothing to claim: the decoder reports what it is, and no folder is made for it
         name = self.names[path]
         claim = self.store.claim_path(name)
         if not self.claims.take(claim):
@@ -124,10 +134,16 @@ class Run:
         so an interrupted run can still say what it did."""
         interactive = sys.stderr.isatty()  # a log file gets no progress bars, only lines
         with tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type, disable=not interactive) as bar:
+            for path in self.paths:
+                reason = unsupported(path)
+                if reason:
+                    bar.update(1)
+                    self._account(VideoResult(path, error=reason))
+            readable = [path for path in self.paths if not unsupported(path)]
             skip = self.is_done if self.store else None
             # closed on the way out, also when interrupted while saving: the decoding threads stop
             # before close() gives up the claims, so none claims a video after that
-            with contextlib.closing(self.extractor.extract_many(self.paths, skip, progress=interactive)) as results:
+            with contextlib.closing(self.extractor.extract_many(readable, skip, progress=interactive)) as results:
                 for result in results:
                     bar.update(1)
                     self._account(result)
@@ -179,7 +195,7 @@ class Run:
         self._log(result, "claimed")
 
     def _release(self, path: str) -> None:
-        if self.claims is not None:
+        if self.claims is not None and path in self.names:  # an unsupported input has no name
             self.claims.release(self.store.claim_path(self.names[path]))
 
     def _log(self, result: VideoResult, status: str) -> None:
