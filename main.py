@@ -2,12 +2,32 @@
 
 A Hydra application: ``-m`` sweeps (one job per combination, through any Hydra launcher),
 ``--cfg job`` prints the resolved config, ``--help`` the options. Exit codes: 0 every video
-extracted or skipped, 1 some video failed (in a multirun: some job), 2 bad options or weights.
+extracted or skipped, 1 some video failed (in a multirun: some job), 2 bad options or weights,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at a time limit or on scancel, kill).
 """
+import contextlib
+import signal
 import sys
+import threading
 import warnings
 
-import hydra
+STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+
+
+def _stop_while_no_video_is_read(signum, frame):
+    """Ctrl-C or SIGTERM outside a job: while the imports below load (seconds: torch, PyAV, Hydra),
+    the options are checked, or between a sweep's jobs. Nothing is being written, so the process
+    ends at once with one line (the shell's code: 128 + the signal's number), no traceback."""
+    print(f"{STOPPED[signum]}: no video was in progress", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    for _number in STOPPED:
+        if signal.getsignal(_number) is not signal.SIG_IGN:  # a background job's Ctrl-C stays ignored
+            signal.signal(_number, _stop_while_no_video_is_read)
+
+import hydra  # noqa: E402  (after the handlers above: these imports take seconds)
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -17,11 +37,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.config import CONFIG_DIR, ConfigError, check_config, load_config, video_paths
+from utils.config import CONFIG_DIR, ConfigError, check_config, check_files, load_config, video_paths
 from utils.output import OutputNameClash
-from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, Run, RunSummary
+from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, Run
 from utils.runlog import status_report
-from utils.weights import WeightsError
+from utils.weights import WeightsError, check_weights_path
 
 QUOTING_HINT = (
     "quote a value with spaces, commas, '=' or non-ASCII letters, e.g. 'video_paths=[\"my clip.mp4\"]', "
@@ -33,6 +53,34 @@ class JobFailed(CompactHydraException):
     """A multirun job whose run did not end with exit code 0 (Hydra prints this one line)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that it stops a run the same way."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def signals_stop_the_run():
+    """While a job runs, Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, so that either
+    stops it cleanly (claims given up, an end record); the handlers before are restored after.
+    Here rather than in main(), since a launcher may run jobs in processes of its own."""
+    if threading.current_thread() is not threading.main_thread():  # where signals do not reach
+        yield
+        return
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_terminated}
+    previous = {number: signal.getsignal(number) for number in handlers}
+    for number, handler in handlers.items():
+        if previous[number] is not signal.SIG_IGN:
+            signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 _exit_codes: list[int] = []  # of the jobs run in this process
 
 
@@ -41,8 +89,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def run_job(cfg: DictConfig) -> int:
-    """One job: the run of one configuration; returns its exit code. Ctrl-C ends the process with
-    one line and exit code 130 (a sweep's other jobs do not start)."""
+    """One job: the run of one configuration; returns its exit code. Ctrl-C (SIGTERM) ends the
+    process with one line and exit code 130 (143); a sweep's other jobs do not start."""
     run = None
     try:
         check_config(cfg)
@@ -53,13 +101,15 @@ def run_job(cfg: DictConfig) -> int:
     except (ConfigError, OutputNameClash, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
-    except KeyboardInterrupt:
-        done = run.summary if run else RunSummary()
-        print(f"interrupted: {done}; videos in progress were not saved (run the same command again to finish)",
-              file=sys.stderr)
-        if run is not None:
-            run.close(EXIT_INTERRUPTED)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as interrupt:
+        number = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+        if run is None:  # options, weights: nothing written yet
+            print(f"{STOPPED[number]}: no video was in progress", file=sys.stderr)
+        else:
+            print(f"{STOPPED[number]}: {run.summary}; videos in progress were not saved "
+                  "(run the same command again to finish)", file=sys.stderr)
+            run.close(128 + number)
+        raise SystemExit(128 + number) from None
     run.close(summary.exit_code)
     print(summary, file=sys.stderr)
     return summary.exit_code
@@ -80,33 +130,41 @@ def app(cfg: DictConfig) -> None:
     multirun = hydra_config.mode == RunMode.MULTIRUN
     if multirun:
         print(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}", file=sys.stderr)
-    code = run_job(cfg)
+    with signals_stop_the_run():
+        code = run_job(cfg)
     if code and multirun:
         raise JobFailed(f"job {hydra_config.job.num} ended with exit code {code}")
     _exit_codes.append(code)
 
 
 def check_overrides(argv: list[str]) -> None:
-    """Bad overrides as one ConfigError line before Hydra starts (Hydra's own report spans many
-    lines and exits 1). Each value of a sweep is checked with the first value of the others."""
-    overrides = get_args_parser().parse_args(argv).overrides
+    """Bad overrides, a missing list file or weights file, as one line before Hydra starts (Hydra's
+    own report spans many lines and exits 1; a sweep would start every job). Each value of a sweep
+    is checked with the first value of the others."""
+    args = get_args_parser().parse_args(argv)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
     except OverrideParseException as error:
         raise ConfigError(f"{str(error).splitlines()[0]}; {QUOTING_HINT}") from None
     first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
              else o.input_line for o in parsed]
-    load_config(first)
+    configs = [load_config(first)]
     for index, override in enumerate(parsed):
         if isinstance(override.value(), ChoiceSweep):
             for value in list(override.sweep_string_iterator())[1:]:
-                load_config(first[:index] + [f"{override.get_key_element()}={value}"] + first[index + 1:])
+                swept = f"{override.get_key_element()}={value}"
+                configs.append(load_config(first[:index] + [swept] + first[index + 1:]))
+    if args.help or args.hydra_help or args.cfg or args.info:
+        return  # nothing runs, no file is needed
+    for cfg in configs:
+        check_files(cfg)
+        check_weights_path(cfg.weights_path)
 
 
 def main(argv: list[str]) -> int:
     try:
         check_overrides(argv)
-    except ConfigError as error:
+    except (ConfigError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
     _exit_codes.clear()

@@ -21,7 +21,8 @@ def cli(r21d_checkpoint, tmp_path, capsys):
     """main() in this process (no interpreter start-up), with the random checkpoint and a fresh output folder."""
 
     def run(*args):
-        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu", *args])
+        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
+                     f"input_root={ROOT / 'sample'}", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
@@ -78,7 +79,7 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
     assert "Traceback" not in result.stderr
     assert result.stderr.rstrip().endswith("2 extracted, 0 skipped, 2 failed")
     written = sorted(p.name for p in (tmp_path / "out" / "r21d").rglob("*") if p.is_file())
-    # the inputs share no folder below /, so names are their paths relative to it
+    # the inputs lie outside the current folder, so names are their absolute paths
     assert len(written) == 8 and not any("corrupt" in name or "missing" in name for name in written)
     assert not (tmp_path / "outputs").exists()  # no stray Hydra folder
 
@@ -161,7 +162,8 @@ def test_equal_stems_in_different_folders_do_not_collide(cli, tmp_path):
         (tmp_path / "videos" / folder).mkdir(parents=True)
     shutil.copy(SAMPLE_A, tmp_path / "videos/cat/000.mp4")
     shutil.copy(SAMPLE_B, tmp_path / "videos/dog/000.mp4")
-    code, _, _ = cli(f"video_paths=[{tmp_path}/videos/cat/000.mp4,{tmp_path}/videos/dog/000.mp4]", "on_extraction=save_numpy")
+    code, _, _ = cli(f"video_paths=[{tmp_path}/videos/cat/000.mp4,{tmp_path}/videos/dog/000.mp4]",
+                     "on_extraction=save_numpy", f"input_root={tmp_path}/videos")
     assert code == 0
     assert np.load(out_file(tmp_path, "cat/000", "r21d")).shape[0] == FRAME_COUNTS[SAMPLE_A] // 16
     assert np.load(out_file(tmp_path, "dog/000", "r21d")).shape[0] == FRAME_COUNTS[SAMPLE_B] // 16
@@ -170,7 +172,8 @@ def test_equal_stems_in_different_folders_do_not_collide(cli, tmp_path):
 def test_two_inputs_with_one_output_name_are_refused(cli, tmp_path):
     shutil.copy(SAMPLE_A, tmp_path / "x.mp4")
     shutil.copy(SAMPLE_A, tmp_path / "x.mkv")
-    code, _, err = cli(f"video_paths=[{tmp_path}/x.mp4,{tmp_path}/x.mkv]", "on_extraction=save_numpy")
+    code, _, err = cli(f"video_paths=[{tmp_path}/x.mp4,{tmp_path}/x.mkv]", "on_extraction=save_numpy",
+                       f"input_root={tmp_path}")
     assert code == 2 and "would write the same output files 'x_*'" in err
 
 

@@ -10,7 +10,7 @@ import torchvision.transforms as T
 
 from main import main
 from models.registry import load_family
-from tests.conftest import SAMPLE_B, make_extractor
+from tests.conftest import ROOT, SAMPLE_B, make_extractor
 from utils.crops import crop_boxes
 from utils.output import describe_predictions
 from utils.transforms import preprocess
@@ -100,7 +100,8 @@ def test_one_crop_is_the_plain_pipeline_bit_for_bit(r21d_checkpoint):
 def test_crops_and_crop_reduce_through_the_command_line(r21d_checkpoint, tmp_path, capsys):
     def run(*args):
         code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path}", "device=cpu",
-                     f"video_paths=[{SAMPLE_B}]", "stack_size=8", "step_size=64", "on_extraction=save_numpy", *args])
+                     f"video_paths=[{SAMPLE_B}]", f"input_root={ROOT / 'sample'}", "stack_size=8", "step_size=64",
+                     "on_extraction=save_numpy", *args])
         assert code == 0
         return np.load(tmp_path / "r21d" / "r2plus1d_18_16_kinetics" / "b_r21d.npy"), capsys.readouterr()
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLE_B, run_cli
+from tests.conftest import ROOT, SAMPLE_B, run_cli
 
 TINY_PACKAGE = '''
 from torch import nn
@@ -46,7 +46,7 @@ def test_a_new_network_is_one_package_and_one_config_file(tmp_path):
         "show_pred=true", pythonpath=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    features = np.load(tmp_path / "out" / "tiny" / "tiny_4" / "b_tiny.npy")
+    features = np.load(tmp_path / "out" / "tiny" / "tiny_4" / "sample" / "b_tiny.npy")  # named from the current folder
     assert features.shape == (158 // 4, 3)
     # a grey frame normalises to 0: the mean colours of a real video are spread around it
     assert np.abs(features).max() < 1 and features.std(axis=0).min() > 0
@@ -56,8 +56,8 @@ def test_a_new_network_is_one_package_and_one_config_file(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_runs_every_job_and_leaves_no_hydra_folders(tmp_path):
     result = run_cli(
-        "-m", "feature_type=r21d,slowfast", f"video_paths=[{SAMPLE_B}]", "on_extraction=save_numpy",
-        "pretrained=false", "device=cpu", f"output_path={tmp_path / 'out'}", cwd=tmp_path,
+        "-m", "feature_type=r21d,slowfast", f"video_paths=[{SAMPLE_B}]", f"input_root={ROOT / 'sample'}",
+        "on_extraction=save_numpy", "pretrained=false", "device=cpu", f"output_path={tmp_path / 'out'}", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "out/r21d/r2plus1d_18_16_kinetics/b_r21d.npy").shape == (9, 512)

@@ -23,7 +23,7 @@ OUT = ("r21d", "r2plus1d_18_16_kinetics")
 def cli(r21d_checkpoint, tmp_path, capsys):
     def run(*args, checkpoint=r21d_checkpoint):
         code = main([f"weights_path={checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
-                     "on_extraction=save_numpy", *args])
+                     "on_extraction=save_numpy", f"input_root={ROOT / 'sample'}", *args])
         captured = capsys.readouterr()
         return code, captured.err.strip().splitlines()[-1] if captured.err.strip() else ""
 
@@ -125,10 +125,10 @@ def test_a_truncated_download_fails_and_keep_partial_keeps_it(cli, tmp_path):
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the index is whole, the frames half
-    code, line = cli(f"video_paths=[{cut},{SAMPLE_B}]")
+    code, line = cli(f"video_paths=[{cut},{SAMPLE_B}]", f"input_root={tmp_path}")
     assert (code, line) == (1, "1 extracted, 0 skipped, 1 failed")
     assert not (tmp_path / "out" / OUT[0] / OUT[1] / "cut_r21d.npy").exists()
-    code, line = cli(f"video_paths=[{cut}]", "keep_partial=true")
+    code, line = cli(f"video_paths=[{cut}]", "keep_partial=true", f"input_root={tmp_path}")
     assert (code, line) == (0, "1 extracted, 0 skipped, 0 failed")
     assert 0 < len(features(tmp_path, "cut")) < 200 // 16
 

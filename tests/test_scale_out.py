@@ -37,7 +37,7 @@ def videos(tmp_path):
 
 def command(listing, out, checkpoint):
     return [f"file_with_video_paths={listing}", f"weights_path={checkpoint}", "device=cpu",
-            "on_extraction=save_numpy", f"output_path={out}", *WINDOWS]
+            "on_extraction=save_numpy", f"output_path={out}", f"input_root={listing.parent / 'videos'}", *WINDOWS]
 
 
 def outputs(out) -> dict[str, bytes]:
@@ -62,13 +62,14 @@ def test_a_claim_is_taken_once_and_a_stale_one_taken_over(tmp_path):
     mine, other = Claims(stale_seconds=60), Claims(stale_seconds=60)
     assert mine.take(path) and not other.take(path)  # a live claim of this host's live process
     mine.release(path)
-    assert other.take(path) and not os.path.exists(path + ".stale")
+    assert other.take(path)
     other.release(path)
     with open(path, "w") as file:  # a claim of another machine, refreshed long ago
         json.dump({"host": "elsewhere", "pid": 1, "time": 0}, file)
     assert not mine.take(path)
     os.utime(path, (time.time() - 120, time.time() - 120))
-    assert mine.take(path)
+    assert mine.take(path) and mine.holds(path)
+    assert os.listdir(tmp_path) == ["v.claim"]  # the stale claim taken away leaves nothing beside
     with open(path) as file:
         assert json.load(file)["pid"] == os.getpid()
     mine.close()

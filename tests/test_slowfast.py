@@ -14,7 +14,7 @@ from main import main
 from models.registry import load_family
 from models.slowfast import TUTORIAL
 from models.slowfast.network import slow_pathway_indices
-from tests.conftest import SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
 from utils.labels import kinetics400
 from utils.weights import WeightsError
 from utils.transforms import preprocess
@@ -188,7 +188,8 @@ def test_end_to_end_on_the_samples_with_show_pred(r50, tmp_path, capsys):
     reference, captured, checkpoint = r50
     out = tmp_path / "out"
     code = main([
-        "feature_type=slowfast", f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"weights_path={checkpoint}",
+        "feature_type=slowfast", f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"input_root={ROOT / 'sample'}",
+        f"weights_path={checkpoint}",
         "device=cpu", "on_extraction=save_numpy", f"output_path={out}", "show_pred=true",
     ])
     stdout = capsys.readouterr().out

@@ -15,7 +15,7 @@ from transformers import TimesformerConfig, TimesformerForVideoClassification
 from main import main
 from models.registry import load_family
 from models.timesformer.network import TimeSformer, from_hf_layout
-from tests.conftest import SAMPLE_B, make_config, make_extractor, randomize
+from tests.conftest import ROOT, SAMPLE_B, make_config, make_extractor, randomize
 from utils.extractor import Extractor
 from utils.labels import class_names, kinetics400
 from utils.run import Run
@@ -83,7 +83,7 @@ def e2e_output(tmp_path_factory):
 def official_extractor(official_file, e2e_output) -> Extractor:
     cfg = make_config(
         feature_type="timesformer", weights_path=official_file, pretrained=True,
-        stack_size=64, step_size=64, batch_size=2, video_paths=[SAMPLE_B],
+        stack_size=64, step_size=64, batch_size=2, video_paths=[SAMPLE_B], input_root=str(ROOT / "sample"),
         show_pred=True, on_extraction="save_numpy", output_path=str(e2e_output),
     )
     extractor = Extractor(cfg)

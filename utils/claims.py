@@ -4,8 +4,12 @@ command on the same list, and each video is extracted once.
 Before a video is decoded, its process creates ``{name}.claim`` next to its outputs with O_EXCL
 (atomic, also on NFS v3+), holding host, pid and time. The owner touches its claims while it works
 and removes each when the video is done or has failed. A claim is stale, and may be taken over,
-when it was not touched for ``stale_seconds`` (a lost node, a job killed past its time limit) or
-when its pid no longer runs on this host (kill -9).
+when it was not touched for ``stale_seconds`` (a lost node, a job killed past its time limit, a
+process paused that long) or when its pid no longer runs on this host (kill -9).
+
+A process whose claim was taken over (it was paused, or could not refresh it) learns so from its
+refresher or from ``holds`` and must leave the video to the new owner: it never saves over it and
+never removes the new owner's claim.
 """
 import json
 import os
@@ -13,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from typing import Optional
 
 HOST = socket.gethostname()
@@ -35,9 +40,10 @@ class Claims:
 
     def __init__(self, stale_seconds: float):
         self.stale_seconds = stale_seconds
-        self._held: set[str] = set()
+        self._held: dict[str, dict] = {}  # path -> the record this process wrote there
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._warned = False  # about a refresh that failed: once, not every few minutes for days
         self._refresher = threading.Thread(target=self._refresh, daemon=True)
         self._refresher.start()
 
@@ -51,66 +57,121 @@ class Claims:
                 if not self._remove_if_stale(path):
                     return False
                 continue
+            record = {"host": HOST, "pid": os.getpid(), "time": time.time()}
             with os.fdopen(handle, "w") as file:
-                json.dump({"host": HOST, "pid": os.getpid(), "time": time.time()}, file)
+                json.dump(record, file)
             with self._lock:
-                self._held.add(path)
+                self._held[path] = record
             return True
         return False
 
-    def release(self, path: str) -> None:
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` still holds this process's claim: False once another process has taken
+        it over (it judged it stale) or it is gone. Checked right before saving a video's outputs."""
         with self._lock:
-            if path not in self._held:
-                return
-            self._held.discard(path)
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
+            record = self._held.get(path)
+        return record is not None and _record(path) == record
+
+    def release(self, path: str) -> None:
+        """Removes this process's claim; a claim another process has taken over stays its own."""
+        with self._lock:
+            record = self._held.pop(path, None)
+        if record is not None and _record(path) == record:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         """Stops refreshing and removes every claim still held (the videos were not finished)."""
         self._stop.set()
-        for path in list(self._held):
+        with self._lock:
+            held = list(self._held)
+        for path in held:
             self.release(path)
 
     def _remove_if_stale(self, path: str) -> bool:
-        """Takes a stale claim out of the way: renamed aside, then checked to be the one judged stale
-        (another process may have taken it over in between, then it is put back)."""
-        record = _read(path)
-        if record is None:
-            return True  # gone meanwhile, or half-written by a writer that died at once
+        """Takes a stale claim out of the way; False when the claim is live. A claim that does not
+        parse (its writer is writing it, or died doing so) is judged by its age alone."""
         try:
+            content = _content(path)
             age = time.time() - os.path.getmtime(path)
         except FileNotFoundError:
-            return True
-        if age <= self.stale_seconds and not _owner_is_gone(record):
+            return True  # gone meanwhile
+        except OSError:
+            return False  # unreadable here: it cannot be judged, so it is left to its owner
+        record = _parse(content)
+        gone = isinstance(record, dict) and _owner_is_gone(record)
+        if age <= self.stale_seconds and not gone:
             return False
+        return self._take_away(path, content)
+
+    def _take_away(self, path: str, stale: bytes) -> bool:
+        """Removes the claim at ``path`` if it still holds ``stale``: it is renamed aside first (of
+        two processes taking it over, one wins), then checked, since another process may have
+        taken it over and claimed the video afresh meanwhile; that claim is put back. False when
+        a live claim is there."""
         aside = f"{path}.stale-{uuid.uuid4().hex}"
         try:
             os.rename(path, aside)
         except FileNotFoundError:
             return True
-        if _read(aside) != record:  # it was a fresh claim of a process that took it over first
-            os.rename(aside, path)
-            return False
-        os.remove(aside)
-        return True
+        if _content(aside) == stale:
+            os.remove(aside)
+            return True
+        _put_back(aside, path)
+        return False
 
     def _refresh(self) -> None:
         while not self._stop.wait(self.stale_seconds / 4):
             with self._lock:
-                held = list(self._held)
-            for path in held:
-                try:
-                    os.utime(path)
-                except FileNotFoundError:
-                    pass
+                held = dict(self._held)
+            for path, record in held.items():
+                self._touch(path, record)
+
+    def _touch(self, path: str, record: dict) -> None:
+        """Refreshes one claim, or forgets it when another process has taken it over."""
+        try:
+            if _record(path) == record:
+                os.utime(path)
+                return
+        except OSError as error:  # a full disk, a network file system's hiccup: it may pass
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"cannot refresh the claim {path} ({error.strerror or error}); still trying, but "
+                              f"other processes take over a claim left unrefreshed for claim_stale_seconds")
+            return
+        with self._lock:  # gone, or another process's claim now: the video is no longer this one's
+            if self._held.get(path) == record:
+                del self._held[path]
 
 
-def _read(path: str) -> Optional[dict]:
+def _put_back(aside: str, path: str) -> None:
+    """Puts a claim moved aside by mistake back at ``path``, unless a third process has claimed
+    ``path`` meanwhile: a link fails where a rename would replace that claim. If it fails, the
+    claim moved aside is lost, and its owner sees so (``holds``) and leaves the video."""
     try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (OSError, ValueError):
+        os.link(aside, path)
+    except OSError:  # FileExistsError, or a file system without hard links
+        pass
+    os.remove(aside)
+
+
+def _content(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _parse(content: bytes):
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def _record(path: str) -> Optional[dict]:
+    """The claim at ``path``, None where there is none; other errors (e.g. an unreachable disk) raise."""
+    try:
+        return _parse(_content(path))
+    except FileNotFoundError:
         return None

@@ -79,6 +79,10 @@ class ExtractionConfig:
     compile: bool = option(False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
     on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
     output_path: str = option("./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
+    input_root: Optional[str] = option(
+        None, "{name} is the video's path relative to this folder, without extension; null = the current folder "
+        "(a video outside it: its absolute path without the leading /)"
+    )
     tmp_path: str = option("./tmp", "where fps_method=reencode writes its re-encoded copies")
     keep_tmp_files: bool = option(False, "keep those copies")
     video_paths: Any = option(None, "a video path or a list [a.mp4,b.mp4]")
@@ -176,7 +180,8 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def video_paths(cfg: DictConfig) -> list[str]:
-    """The input videos: video_paths then the lines of file_with_video_paths, duplicates dropped."""
+    """The input videos: video_paths then the lines of file_with_video_paths; a file given twice,
+    however spelled (``a.mp4``, ``./a.mp4``, a link to it), is kept once, as first spelled."""
     paths: list[str] = []
     given = cfg.video_paths
     if isinstance(given, (list, ListConfig)):
@@ -184,16 +189,39 @@ def video_paths(cfg: DictConfig) -> list[str]:
     elif given is not None:
         paths.append(str(given))
     if cfg.file_with_video_paths is not None:
-        list_file = str(cfg.file_with_video_paths)
-        try:
-            with open(list_file, encoding="utf-8") as file:
-                lines = [line.strip() for line in file]
-        except OSError as error:
-            raise ConfigError(f"file_with_video_paths={list_file}: {error.strerror}") from None
-        paths.extend(line for line in lines if line and not line.startswith("#"))
+        paths.extend(_listed_paths(str(cfg.file_with_video_paths)))
     if not paths:
         raise ConfigError("no videos given: set video_paths=... or file_with_video_paths=...")
-    return list(dict.fromkeys(paths))
+    unique: dict[str, str] = {}
+    for path in paths:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
+
+
+def _listed_paths(list_file: str) -> list[str]:
+    """The lines of a list file, blank lines and # comments left out. UTF-8, with or without the
+    byte-order mark some Windows editors write, and with LF or CRLF line ends."""
+    try:
+        with open(list_file, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise ConfigError(f"file_with_video_paths={list_file}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"file_with_video_paths={list_file}: not UTF-8 text (line {line} has the byte "
+                          f"0x{data[error.start]:02x}); save it as UTF-8") from None
+    lines = (line.strip() for line in text.split("\n"))
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def check_files(cfg: DictConfig) -> None:
+    """That the files the options name are there; run before a sweep's jobs start. The list is
+    not read here: it may be a pipe (``file_with_video_paths=<(ls *.mp4)``) that reads once."""
+    list_file = cfg.file_with_video_paths
+    if list_file is not None and not os.path.exists(list_file):
+        raise ConfigError(f"file_with_video_paths={list_file}: No such file or directory")
 
 
 def help_text(cfg: DictConfig) -> str:

@@ -1,10 +1,11 @@
 """Where outputs go, how they are written, and whether a video is already done.
 
 Each output key of a video goes to ``{output_dir}/{name}_{key}.npy`` (or ``.pkl``), where
-``name`` is the video's path relative to the common folder of all inputs, without extension:
-``cat/000.mp4`` and ``dog/000.mp4`` get different names. Every file is written under a temporary
-name in the same folder and renamed into place, so a killed run never leaves a partial file that
-looks finished.
+``name`` is the video's path relative to ``input_root`` (default: the current folder), without
+extension: ``cat/000.mp4`` and ``dog/000.mp4`` get different names, and a name depends on nothing
+but its video's path, so names do not move when the list changes. Every file is written under a
+temporary name in the same folder and renamed into place, so a killed run never leaves a partial
+file that looks finished.
 """
 import contextlib
 import json
@@ -13,7 +14,7 @@ import pickle
 import socket
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -25,18 +26,33 @@ class OutputNameClash(ValueError):
     pass
 
 
-def output_names(paths: list[str]) -> dict[str, str]:
-    """Maps each input path to its output name (relative to the inputs' common folder, no extension)."""
-    absolute = [os.path.abspath(p) for p in paths]
-    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+class OutputError(Exception):
+    """A video's saved outputs cannot be checked. The message names the file and the cause."""
+
+
+# What a file that is there but does not load as an array raises: cut short, or not .npy/pickle data
+NOT_AN_ARRAY = (ValueError, EOFError, pickle.UnpicklingError)
+
+
+def output_name(path: str, input_root: Optional[str] = None) -> str:
+    """A video's output name: its path relative to ``input_root`` (None: the current folder),
+    without extension; for a video outside that folder, its absolute path without the leading '/'."""
+    full = os.path.abspath(path)
+    root = os.path.abspath(input_root or os.getcwd())
+    inside = full != root and os.path.commonpath([full, root]) == root
+    return os.path.splitext(os.path.relpath(full, root) if inside else full.lstrip(os.sep))[0]
+
+
+def output_names(paths: list[str], input_root: Optional[str] = None) -> dict[str, str]:
+    """Maps each input path to its output name (``output_name``); two files with one name are refused."""
     names = {}
     owner_of = {}
-    for path, full in zip(paths, absolute):
-        name = os.path.splitext(os.path.relpath(full, root))[0]
+    for path in paths:
+        full, name = os.path.abspath(path), output_name(path, input_root)
         if name in owner_of and owner_of[name] != full:
             raise OutputNameClash(
                 f"'{owner_of[name]}' and '{full}' would write the same output files '{name}_*'; "
-                "rename one of them or extract them in separate runs"
+                "rename one of them, set input_root, or extract them in separate runs"
             )
         owner_of[name] = full
         names[path] = name
@@ -138,18 +154,23 @@ class OutputStore:
 
     def status(self, name: str, keys: list[str], settings: dict) -> str:
         """'done': every output file loads and was made with ``settings``; 'stale': they load but
-        were made with other settings (or by a version that kept no record); 'missing' otherwise
-        (a truncated file does not load)."""
+        were made with other settings (or by a version that kept no record); 'missing': a file is
+        absent or does not load (e.g. cut short). Anything else (a permission error, a bug) raises
+        OutputError: the outputs may be good, so they must not be redone and replaced."""
         for key in keys:
             try:
                 self.load(name, key)
-            except Exception:
+            except (FileNotFoundError, *NOT_AN_ARRAY):
                 return "missing"
+            except Exception as error:
+                raise OutputError(f"cannot check its saved outputs: {_cause(error, self.path(name, key))}") from error
         try:
             with open(self.settings_path(name), encoding="utf-8") as file:
                 recorded = json.load(file)
-        except (OSError, ValueError):
+        except (FileNotFoundError, ValueError):  # no record, or one cut short
             return "stale"
+        except OSError as error:
+            raise OutputError(f"cannot check its saved outputs: {_cause(error, self.settings_path(name))}") from error
         return "done" if recorded == settings else "stale"
 
     def load(self, name: str, key: str) -> np.ndarray:
@@ -159,6 +180,12 @@ class OutputStore:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         with open(path, "rb") as file:
             return pickle.load(file)
+
+
+def _cause(error: Exception, path: str) -> str:
+    if isinstance(error, OSError):
+        return f"{path}: {error.strerror or error}"
+    return f"{path}: {type(error).__name__}: {error}"
 
 
 def describe_outputs(name: str, outputs: dict[str, np.ndarray]) -> str:

@@ -27,7 +27,7 @@ from utils.decode_worker import (DecodeSegment, Failed, Frames, Opened, OpenVide
 from utils.decoders import DecoderPool, Died
 from utils.device_feed import DeviceFeed, Pending
 from utils.inference import Inference, usable_cores
-from utils.video import Completeness, DecodeStats, VideoError, check_input
+from utils.video import Completeness, DecodeStats, check_input
 from utils.windows import Window, WindowAssembler
 
 LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
@@ -159,8 +159,8 @@ class Pipeline:
                      progress: bool = False) -> Iterator[VideoResult]:
         """Yields one VideoResult per path as each finishes (with several decoding processes, in about
         the input order); skipped and failed videos are reported at once. ``skip(path)`` is called just
-        before a video is read: a reason ('done', 'claimed', ...) skips it. ``progress`` shows a bar
-        over the windows of long videos."""
+        before a video is read: a reason ('done', 'claimed', ...) skips it, an exception fails it with
+        its message. ``progress`` shows a bar over the windows of long videos."""
         workers = self.decode_workers
         # FFmpeg's own decoding threads: as many as the cores (its default) with one process, the
         # cores shared out with several, so that N processes do not start N x cores threads
@@ -237,8 +237,8 @@ class Extraction:
             try:
                 check_input(path)
                 reason = self.skip(path) if self.skip is not None else None
-            except (VideoError, OSError) as error:
-                self.results.append(VideoResult(path, error=str(error)))
+            except Exception as error:  # the caller's skip() decides for this video alone
+                self.results.append(VideoResult(path, error=str(error) or type(error).__name__))
                 continue
             if reason:
                 self.results.append(VideoResult(path, skipped=reason))

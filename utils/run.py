@@ -1,8 +1,11 @@
 """What the command line does around the pipeline: inputs, output names and store, skipping of
 finished videos, progress, show_pred, the summary and the exit code."""
+import contextlib
 import os
+import re
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -12,11 +15,13 @@ from tqdm import tqdm
 from utils.claims import Claims
 from utils.config import ConfigError, OnExtraction, video_paths
 from utils.extractor import Extractor
-from utils.output import OutputStore, describe_outputs, describe_predictions, output_names, remove_stale_temporary_files
+from utils.output import (OutputError, OutputStore, describe_outputs, describe_predictions, output_names,
+                          remove_stale_temporary_files)
 from utils.pipeline import VideoResult
 from utils.runlog import RunLog
 
-EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS = 0, 1, 2  # interrupted: 128 + the signal's number (main.py)
+DONE, CLAIMED = "done", "claimed"  # why a video need not be read (Run.is_done)
 
 
 @dataclass
@@ -41,13 +46,22 @@ class RunSummary:
 
 
 def check_writable(folder: str) -> None:
-    """ConfigError, before any video is read, if outputs cannot be written under ``folder``."""
+    """ConfigError, before any video is read, if outputs cannot be written under ``folder``. A byte
+    is written: on a full disk an empty file can still be made."""
     try:
         os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as file:
+            file.write(b"0")
+            file.flush()
     except OSError as error:
         raise ConfigError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
+
+
+def unsupported(path: str) -> Optional[str]:
+    """Why an input cannot be read at all, or None."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+        return "URLs are not supported; download the video and give its path"
+    return None
 
 
 def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
@@ -73,29 +87,41 @@ class Run:
         self._stale: set[str] = set()  # paths whose outputs were made with other settings
         saving = cfg.on_extraction != OnExtraction.print
         if saving:
-            self.names = output_names(listed)  # of the whole list: every shard names a video alike
+            # of the whole list, so that every shard refuses a clash alike
+            self.names = output_names([path for path in listed if not unsupported(path)], cfg.input_root)
             check_writable(cfg.output_path)
         self.extractor = extractor or Extractor(cfg)
         self.settings = self.extractor.settings()
         if saving:
             output_dir = os.path.join(cfg.output_path, self.extractor.feature_type, self.extractor.model_name)
             self.store = OutputStore(output_dir, cfg.on_extraction.value)
-            folders = {os.path.dirname(self.store.path(self.names[path], "")) for path in self.paths}
-            remove_stale_temporary_files(folders)
-            self.claims = Claims(cfg.claim_stale_seconds)
+            named = [self.names[path] for path in self.paths if path in self.names]
+            remove_stale_temporary_files({os.path.dirname(self.store.path(name, "")) for name in named})
             shard_text = f"{cfg.shard_id}/{cfg.num_shards}"
-            self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
+            try:
+                self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
+            except OSError as error:  # the disk filled up since check_writable, or .runs cannot be made
+                where = f": {error.filename}" if error.filename else ""
+                raise ConfigError(f"output_path={cfg.output_path}: cannot write the run log "
+                                  f"({error.strerror or error}{where})") from None
+            self.claims = Claims(cfg.claim_stale_seconds)
 
     def is_done(self, path: str) -> Optional[str]:
-        """Why a video need not be read ('done', or 'claimed' by a live process elsewhere), or None
-        after claiming it. Called from the decoding threads, just before a video is read."""
+        """Why a video need not be read, or None after claiming it: DONE, or CLAIMED (by a live process
+        elsewhere); OutputError when its saved outputs cannot be checked (the video fails with it).
+        Called by the pipeline just before the video is opened."""
         name = self.names[path]
-        if not self.claims.take(self.store.claim_path(name)):
-            return "claimed"
-        status = self.store.status(name, self.extractor.output_keys, self.settings)
+        claim = self.store.claim_path(name)
+        if not self.claims.take(claim):
+            return CLAIMED
+        try:
+            status = self.store.status(name, self.extractor.output_keys, self.settings)
+        except OutputError:
+            self.claims.release(claim)
+            raise
         if status == "done":
-            self.claims.release(self.store.claim_path(name))
-            return "done"
+            self.claims.release(claim)
+            return DONE
         if status == "stale":
             self._stale.add(path)
         return None
@@ -106,10 +132,19 @@ class Run:
         so an interrupted run can still say what it did."""
         interactive = sys.stderr.isatty()  # a log file gets no progress bars, only lines
         with tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type, disable=not interactive) as bar:
+            for path in self.paths:
+                reason = unsupported(path)
+                if reason:
+                    bar.update(1)
+                    self._account(VideoResult(path, error=reason))
+            readable = [path for path in self.paths if not unsupported(path)]
             skip = self.is_done if self.store else None
-            for result in self.extractor.extract_many(self.paths, skip, progress=interactive):
-                bar.update(1)
-                self._account(result)
+            # closed on the way out, also when interrupted while saving: the decoding processes stop
+            # before close() gives up the claims, so no video is claimed after that
+            with contextlib.closing(self.extractor.extract_many(readable, skip, progress=interactive)) as results:
+                for result in results:
+                    bar.update(1)
+                    self._account(result)
         return self.summary
 
     def close(self, exit_code: int) -> None:
@@ -120,14 +155,17 @@ class Run:
             self.log.end(str(self.summary), exit_code)
 
     def _account(self, result: VideoResult) -> None:
-        if result.skipped:
-            claimed = result.skipped == "claimed"
+        if result.skipped in (DONE, CLAIMED):
+            claimed = result.skipped == CLAIMED
             self.summary.claimed += claimed
             self.summary.skipped += not claimed
             self._log(result, "claimed" if claimed else "skipped")
             return
         if result.error is None:
             try:
+                if not self._still_claimed(result.path):
+                    self._leave_to_new_owner(result)
+                    return
                 self._deliver(result)
             except OSError as error:
                 result.error = f"cannot save outputs: {error}"
@@ -141,8 +179,19 @@ class Run:
         self._log(result, "failed")
         tqdm.write(f"error: {result.path}: {result.error}", file=sys.stderr)
 
+    def _still_claimed(self, path: str) -> bool:
+        return self.claims is None or self.claims.holds(self.store.claim_path(self.names[path]))
+
+    def _leave_to_new_owner(self, result: VideoResult) -> None:
+        """A video whose claim another process took over (it judged it stale: this one was paused,
+        or could not refresh it) is that process's: nothing is saved over its outputs."""
+        warnings.warn(f"{result.path}: another process took its claim over (it judged it stale); "
+                      "its outputs are left to that process, not saved")
+        self.summary.claimed += 1
+        self._log(result, "claimed")
+
     def _release(self, path: str) -> None:
-        if self.claims is not None:
+        if self.claims is not None and path in self.names:  # an unsupported input has no name
             self.claims.release(self.store.claim_path(self.names[path]))
 
     def _log(self, result: VideoResult, status: str) -> None:

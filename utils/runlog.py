@@ -6,6 +6,7 @@ Records: ``{"event": "start", ...}`` with the resolved config, versions, host, p
 shard; ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
 "seconds", "error"}``; ``{"event": "end", "summary", "exit_code"}``.
 """
+import contextlib
 import glob
 import json
 import os
@@ -35,16 +36,22 @@ def _tool_version() -> Optional[str]:
 
 class RunLog:
     def __init__(self, output_path: str, cfg: DictConfig, device: str, shard: str):
+        """Starts this process's log with its start record; an OSError (e.g. a full disk) leaves no file."""
         folder = os.path.join(output_path, RUNS_FOLDER)
         os.makedirs(folder, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         self.path = os.path.join(folder, f"{stamp}-{socket.gethostname()}-{os.getpid()}.jsonl")
-        self._write(
-            event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard,
-            config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-            versions={"tool": _tool_version(), "torch": torch.__version__, "pyav": av.__version__,
-                      "ffmpeg": av.library_versions.get("libavcodec")},
-        )
+        try:
+            self._write(
+                event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard,
+                config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                versions={"tool": _tool_version(), "torch": torch.__version__, "pyav": av.__version__,
+                          "ffmpeg": av.library_versions.get("libavcodec")},
+            )
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(self.path)  # an empty or cut log would count as a run that never ended
+            raise
 
     def video(self, path: str, status: str, windows: Optional[int] = None, seconds: Optional[float] = None,
               error: Optional[str] = None) -> None:
@@ -76,8 +83,12 @@ def status_report(output_path: str, listed: Optional[list[str]] = None) -> tuple
     """The totals over every process's log under ``output_path``, and whether all is done.
 
     With ``listed`` (the run's input list), videos of it no process has reported count as not done.
+    A folder no run has logged in (a mistyped output_path, jobs not started yet) is not done.
     """
     records = read_records(output_path)
+    processes = {record["log"] for record in records if record["event"] == "start"}
+    if not processes:
+        return f"no run found under {output_path}: no run log in {os.path.join(output_path, RUNS_FOLDER)}", False
     latest: dict[str, dict] = {}
     for record in records:
         if record["event"] == "video" and (record["status"] in DONE + ("failed",) or record["path"] not in latest):
@@ -85,7 +96,6 @@ def status_report(output_path: str, listed: Optional[list[str]] = None) -> tuple
     videos = [os.path.abspath(p) for p in listed] if listed else list(latest)
     outcome = Counter("done" if latest.get(v, {}).get("status") in DONE else
                       "failed" if latest.get(v, {}).get("status") == "failed" else "not done" for v in videos)
-    processes = {record["log"] for record in records if record["event"] == "start"}
     ended = {record["log"] for record in records if record["event"] == "end"}
     finished = outcome["done"] == len(videos)
     line = (f"all {len(videos)} videos done" if finished else

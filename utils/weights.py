@@ -6,6 +6,7 @@ Hugging Face hub), the torch hub cache, or a download of the official file into 
 random weights: that happens only when the user sets ``pretrained=false``.
 """
 import os
+import re
 import urllib.error
 import urllib.parse
 import warnings
@@ -51,6 +52,12 @@ def _hf_file(repo_id: str) -> str:
     raise WeightsError(f"cannot fetch {HF_PREFIX}{repo_id} from the Hugging Face hub: {last_error}")
 
 
+def check_weights_path(weights_path: Optional[str]) -> None:
+    """WeightsError when ``weights_path`` names a local file that is not there."""
+    if weights_path and not weights_path.startswith(HF_PREFIX) and not os.path.isfile(weights_path):
+        raise WeightsError(f"weights_path={weights_path}: file not found")
+
+
 def resolve_checkpoint(
     url: str, weights_path: Optional[str], pretrained: bool, sha256_prefix: Optional[str] = None
 ) -> Optional[str]:
@@ -58,8 +65,7 @@ def resolve_checkpoint(
     if weights_path:
         if weights_path.startswith(HF_PREFIX):
             return _hf_file(weights_path[len(HF_PREFIX):])
-        if not os.path.isfile(weights_path):
-            raise WeightsError(f"weights_path={weights_path}: file not found")
+        check_weights_path(weights_path)
         return weights_path
     if not pretrained:
         warnings.warn("pretrained=false: the network has random weights, so its features are meaningless")
@@ -79,7 +85,19 @@ def load_state_file(path: str) -> dict:
             return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise WeightsError(f"cannot read checkpoint {path}: {error}") from error
+        raise _unreadable(path, error) from error
+
+
+def _unreadable(path: str, error: Exception) -> WeightsError:
+    """One line for a checkpoint that does not load. torch's own message spans lines of advice about
+    weights_only; its cause is the first sentence after "WeightsUnpickler error:", or of the message."""
+    detail = str(error).split("WeightsUnpickler error:")[-1].strip()
+    detail = re.split(r"\.\s|\n", detail, maxsplit=1)[0].rstrip(".")
+    detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    if "Unsupported global" in detail:  # e.g. torch.save(model): a pickled module, not a state dict
+        return WeightsError(f"cannot read checkpoint {path}: it holds pickled Python objects, which are not "
+                            f"loaded as they could run code ({detail}); save the model's state_dict() instead")
+    return WeightsError(f"cannot read checkpoint {path}: not a checkpoint, or a damaged one ({detail})")
 
 
 def load_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:

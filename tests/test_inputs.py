@@ -1,0 +1,95 @@
+"""Awkward inputs: list files from other editors, sweeps with missing files, one file spelled twice,
+URLs, videos that are not there, a damaged checkpoint."""
+import os
+import shutil
+
+import pytest
+import torch
+
+from main import main
+from tests.conftest import SAMPLE_B, make_config
+from utils.config import video_paths
+
+
+def listed(list_file) -> list[str]:
+    return video_paths(make_config(file_with_video_paths=str(list_file)))
+
+
+def test_a_list_file_with_a_byte_order_mark_and_crlf_line_ends_is_read_whole(tmp_path):
+    list_file = tmp_path / "list.txt"
+    list_file.write_bytes("\ufeff# clips\r\nclips/a.mp4\r\n\r\nclips/b c.mp4\r\n".encode("utf-8"))  # Notepad's way
+    assert listed(list_file) == ["clips/a.mp4", "clips/b c.mp4"]
+    list_file.write_bytes("\ufeffclips/a.mp4\r\n".encode("utf-8"))
+    assert listed(list_file) == ["clips/a.mp4"]
+
+
+def test_a_list_file_that_is_not_utf8_is_one_line_naming_it_and_exit_2(tmp_path, capsys):
+    list_file = tmp_path / "list.txt"
+    list_file.write_bytes("a.mp4\nvidéo.mp4\n".encode("latin-1"))
+    assert main([f"file_with_video_paths={list_file}", "pretrained=false", "device=cpu"]) == 2
+    assert capsys.readouterr().err == (f"error: file_with_video_paths={list_file}: not UTF-8 text (line 2 has the "
+                                       "byte 0xe9); save it as UTF-8\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["weights_path=/nonexistent.pth"], "error: weights_path=/nonexistent.pth: file not found"),
+    (["file_with_video_paths=/nonexistent/list.txt"],
+     "error: file_with_video_paths=/nonexistent/list.txt: No such file or directory"),
+])
+def test_a_sweep_with_a_missing_file_exits_2_before_any_job(args, message, tmp_path, capsys):
+    code = main(["-m", "stack_size=8,16", f"video_paths=[{SAMPLE_B}]", "device=cpu", f"output_path={tmp_path / 'out'}",
+                 *args])
+    assert (code, capsys.readouterr().err) == (2, message + "\n")
+    assert not (tmp_path / "out").exists()  # no job started
+
+
+def test_a_missing_weights_file_among_a_sweeps_values_is_found_before_any_job(tmp_path, capsys, r21d_checkpoint):
+    code = main(["-m", f"weights_path={r21d_checkpoint},/nonexistent.pth", f"video_paths=[{SAMPLE_B}]", "device=cpu",
+                 f"output_path={tmp_path / 'out'}"])
+    assert (code, capsys.readouterr().err) == (2, "error: weights_path=/nonexistent.pth: file not found\n")
+
+
+def test_a_file_spelled_twice_is_one_video(tmp_path, monkeypatch):
+    (tmp_path / "sample").mkdir()
+    shutil.copy(SAMPLE_B, tmp_path / "sample" / "a.mp4")
+    os.symlink(tmp_path / "sample" / "a.mp4", tmp_path / "link.mp4")
+    monkeypatch.chdir(tmp_path)
+    spellings = ["sample/a.mp4", "./sample/a.mp4", str(tmp_path / "sample/a.mp4"), "sample/../sample/a.mp4",
+                 "link.mp4"]
+    assert video_paths(make_config(video_paths=spellings)) == ["sample/a.mp4"]
+
+
+def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_output_path(tmp_path, monkeypatch, capsys,
+                                                                                       r21d_checkpoint):
+    shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
+    monkeypatch.chdir(tmp_path)
+    code = main(["video_paths=[b.mp4,./b.mp4,https://example.com/v.mp4,gone/v.mp4]", f"weights_path={r21d_checkpoint}",
+                 "device=cpu", "on_extraction=save_numpy", "output_path=out", "stack_size=64", "step_size=64"])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: https://example.com/v.mp4: URLs are not supported; download the video and give its path",
+        "error: gone/v.mp4: file not found",
+        "1 extracted, 0 skipped, 2 failed",
+    ]
+    folder = tmp_path / "out" / "r21d" / "r2plus1d_18_16_kinetics"
+    assert sorted(p.name for p in folder.iterdir()) == ["b_fps.npy", "b_r21d.npy", "b_settings.json",
+                                                        "b_timestamps_ms.npy"]  # no empty folder gone/ nor https:/
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_a_damaged_checkpoint_is_one_line_of_ours(damage, tmp_path, capsys, r21d_checkpoint):
+    damaged = tmp_path / "damaged.pth"
+    whole = open(r21d_checkpoint, "rb").read()
+    damaged.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else os.urandom(5000))
+    assert main([f"video_paths=[{SAMPLE_B}]", f"weights_path={damaged}", "device=cpu"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: cannot read checkpoint {damaged}: not a checkpoint, or a damaged one (")
+
+
+def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path, capsys):
+    module = tmp_path / "model.pth"
+    torch.save(torch.nn.Linear(2, 2), module)
+    assert main([f"video_paths=[{SAMPLE_B}]", f"weights_path={module}", "device=cpu"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.rstrip().endswith("save the model's state_dict() instead")

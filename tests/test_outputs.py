@@ -1,0 +1,85 @@
+"""The output folder: unusable at start, saved outputs that cannot be checked, status of a folder
+no run has written to."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from main import main
+from tests.conftest import ROOT, SAMPLE_B
+
+OUT = ("r21d", "r2plus1d_18_16_kinetics")
+
+# A full disk at "$0": a small tmpfs, filled, in a mount namespace of its own (it goes with the
+# process, nothing to clean up); then the command, its exit code, and the files it left there.
+FULL_DISK = ('mount -t tmpfs -o size=256k tmpfs "$0" && { cat /dev/zero > "$0/filler" 2>/dev/null; "$@"; '
+             'echo "exit code $?"; find "$0" -type f ! -name filler; }')
+
+
+def on_a_full_disk(folder, *command) -> subprocess.CompletedProcess:
+    unshare = ["unshare", "--user", "--map-root-user", "--mount"]
+    if shutil.which("unshare") is None or subprocess.run([*unshare, "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare to mount a small file system (user namespaces)")
+    folder.mkdir()
+    return subprocess.run([*unshare, "sh", "-c", FULL_DISK, str(folder), *command], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_full_disk_at_start_is_one_line_and_exit_2_and_leaves_no_run_log(tmp_path, r21d_checkpoint):
+    disk = tmp_path / "disk"
+    result = on_a_full_disk(disk, sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_B}]",
+                            f"weights_path={r21d_checkpoint}", "device=cpu", "on_extraction=save_numpy",
+                            f"output_path={disk / 'out'}")
+    assert result.stderr == f"error: output_path={disk / 'out'}: cannot write there (No space left on device)\n"
+    assert result.stdout == "exit code 2\n"  # and no file under it
+
+
+def test_a_run_log_that_cannot_be_written_leaves_no_file(tmp_path):
+    disk = tmp_path / "disk"
+    script = ("import sys\nfrom utils.config import load_config\nfrom utils.runlog import RunLog\n"
+              "try:\n    RunLog(sys.argv[1], load_config({'pretrained': False}), 'cpu', '0/1')\n"
+              "except OSError as error:\n    print(error.strerror)\n")
+    result = on_a_full_disk(disk, sys.executable, "-c", script, str(disk / "out"))
+    assert result.stdout == "No space left on device\nexit code 0\n", result.stderr  # no empty .jsonl left
+
+
+def test_a_run_log_folder_that_cannot_be_made_is_one_line_and_exit_2(tmp_path, capsys, r21d_checkpoint):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".runs").write_text("")  # a file where the folder of run logs goes
+    code = main([f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+                 "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}"])
+    assert (code, capsys.readouterr().err) == (
+        2, f"error: output_path={tmp_path / 'out'}: cannot write the run log (File exists: {tmp_path / 'out' / '.runs'})\n")
+
+
+@pytest.mark.parametrize("broken, cause", [
+    ("b_settings.json", "Is a directory"),  # stands for a permission error, which root does not get
+    ("b_r21d.npy", "Too many levels of symbolic links"),
+])
+def test_saved_outputs_that_cannot_be_checked_fail_the_video_and_stay_as_they_are(broken, cause, tmp_path, capsys,
+                                                                                  r21d_checkpoint):
+    shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
+    args = [f"video_paths=[{tmp_path / 'b.mp4'}]", f"input_root={tmp_path}", f"weights_path={r21d_checkpoint}",
+            "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", "stack_size=64", "step_size=64"]
+    assert main(args) == 0
+    folder = tmp_path.joinpath("out", *OUT)
+    path = folder / broken
+    os.remove(path)
+    if broken.endswith(".json"):
+        path.mkdir()
+    else:
+        path.symlink_to(path)
+    files = {p.name: (p.lstat().st_ino, p.lstat().st_mtime_ns) for p in folder.iterdir()}
+    capsys.readouterr()
+    assert main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {tmp_path / 'b.mp4'}: cannot check its saved outputs: {path}: {cause}", "0 extracted, 0 skipped, 1 failed"]
+    assert {p.name: (p.lstat().st_ino, p.lstat().st_mtime_ns) for p in folder.iterdir()} == files  # nothing replaced
+
+
+def test_status_of_a_folder_no_run_wrote_to_says_so_and_is_not_done(tmp_path, capsys):
+    for listed in ([], [f"video_paths=[{SAMPLE_B}]"]):
+        assert main(["status=true", f"output_path={tmp_path}", *listed]) == 1
+        assert capsys.readouterr().out == f"no run found under {tmp_path}: no run log in {tmp_path / '.runs'}\n"
