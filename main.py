@@ -2,8 +2,9 @@
 
 A Hydra application: ``-m`` sweeps (one job per combination, through any Hydra launcher),
 ``--cfg job`` prints the resolved config, ``--help`` the options. Exit codes: 0 every video
-extracted or skipped, 1 some video failed (in a multirun: some job), 2 bad options or weights,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at a time limit or on scancel, kill).
+extracted or skipped, 1 some video failed or the device failed (in a multirun: some job), 2 bad
+options or weights, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at a time limit or on
+scancel, kill).
 """
 import contextlib
 import signal
@@ -38,6 +39,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from utils.config import CONFIG_DIR, ConfigError, check_config, check_files, load_config, video_paths
+from utils.inference import DeviceError
 from utils.output import OutputNameClash
 from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, Run
 from utils.runlog import status_report
@@ -101,6 +103,12 @@ def run_job(cfg: DictConfig) -> int:
     except (ConfigError, OutputNameClash, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
+    except DeviceError as error:  # every other video would fail the same way: stop
+        done = f" after {run.summary}" if run is not None else ""
+        print(f"error: {error}; the run stopped{done} (videos in progress were not saved)", file=sys.stderr)
+        if run is not None:
+            run.close(EXIT_FAILED)
+        return EXIT_FAILED
     except KeyboardInterrupt as interrupt:
         number = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
         if run is None:  # options, weights: nothing written yet

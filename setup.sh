@@ -20,6 +20,8 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# the project itself, editable: the Python API imports from any folder (requirements are above)
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
   # a one-node Slurm cluster for tests/test_scale_out.py (the tests start and stop it; skipped without)

@@ -85,3 +85,73 @@ def test_the_decoding_processes_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.strip() == "False", done.stderr
+
+
+def run_main(*args, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=timeout)
+
+
+def test_a_fifo_fails_with_one_line_and_the_other_videos_are_extracted(tmp_path, r21d_checkpoint):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it would block the reader for ever
+    loop = tmp_path / "loop.mp4"
+    os.symlink(loop, loop)
+    done = run_main(f"video_paths=[{fifo},{loop},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {fifo}: not a regular file (a FIFO, socket or device), so it is not read",
+                      f"error: {loop}: cannot read: Too many levels of symbolic links"], done.stderr
+    assert done.returncode == 1 and done.stderr.strip().endswith("1 extracted, 0 skipped, 2 failed")
+
+
+def test_a_claim_that_cannot_be_written_fails_its_video_alone(tmp_path, r21d_checkpoint):
+    out = tmp_path / "out"
+    (out / "r21d" / "r2plus1d_18_16_kinetics" / "sample").mkdir(parents=True)
+    (out / "r21d" / "r2plus1d_18_16_kinetics" / "sample" / "a").write_text("")  # where a's folder would be...
+    blocked = tmp_path / "sample" / "a" / "x.mp4"
+    blocked.parent.mkdir(parents=True)
+    os.link(SAMPLE_A, blocked)  # ...of sample/a/x.mp4, named sample/a/x under input_root
+    done = run_main(f"video_paths=[{blocked},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+                    "on_extraction=save_numpy", f"output_path={out}", f"input_root={tmp_path}", "stack_size=64")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {blocked}: ") and "Not a directory" in errors[0]
+    assert done.returncode == 1 and done.stderr.strip().endswith("1 extracted, 0 skipped, 1 failed")
+
+
+def test_a_device_failure_stops_the_run_with_one_line(tmp_path, r21d_checkpoint, monkeypatch, capsys):
+    import torch
+
+    from main import main
+    from utils.inference import Inference
+
+    def out_of_memory(self, clips):  # what a GPU does when a batch does not fit (none here to do it)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(Inference, "__call__", out_of_memory)
+    out = tmp_path / "out"
+    code = main([f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+                 "batch_size=4", "on_extraction=save_numpy", f"output_path={out}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1] == ("error: cpu ran out of memory: lower batch_size (now 4); the run stopped after 0 extracted, "
+                       "0 skipped, 0 failed (videos in progress were not saved)")
+    assert not [p for p in out.rglob("*") if p.is_file() and ".runs" not in p.parts]  # no output, claim or temporary file
+
+
+@needs_ffmpeg
+def test_timestamps_that_go_back_are_made_to_increase_with_a_warning(tmp_path, r21d_checkpoint):
+    # two MPEG-TS files cut one after the other, the second at another size: its clock starts again
+    parts = []
+    for number, size in enumerate(("320x180", "240x136")):
+        part = tmp_path / f"part{number}.ts"
+        subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-t", "2", "-s", size, "-c:v", "libx264",
+                        "-an", str(part)], check=True)
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    extractor = make_extractor(weights_path=r21d_checkpoint, pretrained=True, stack_size=8, step_size=8)
+    with pytest.warns(UserWarning, match="timestamps go back at frame 60") as warned:
+        outputs = extractor.extract(str(joined))
+    assert len([w for w in warned if "timestamps go back" in str(w.message)]) == 1
+    times = outputs["timestamps_ms"]
+    assert len(times) == 15 and (times[:, 1] > times[:, 0]).all() and (np.diff(times[:, 0]) > 0).all()

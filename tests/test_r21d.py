@@ -5,6 +5,7 @@ from torchvision.models.video import R2Plus1D_18_Weights, r2plus1d_18
 
 from models.r21d import KINETICS_PRESET
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
+from utils.transforms import preprocess
 from utils.weights import WeightsError
 
 
@@ -28,7 +29,7 @@ def test_preprocessing_equals_torchvision_preset_on_float_frames():
     preset = R2Plus1D_18_Weights.KINETICS400_V1.transforms()
     # the preset takes (T, C, H, W); float input in [0, 1] makes it resize floats, as video_features does
     expected = preset(frames.permute(0, 3, 1, 2).float() / 255)  # (C, T, 112, 112)
-    ours = KINETICS_PRESET(frames)  # (T, C, 112, 112)
+    ours = preprocess(frames, KINETICS_PRESET)  # (T, C, 112, 112)
     torch.testing.assert_close(ours.permute(1, 0, 2, 3), expected, atol=1e-5, rtol=0)
 
 

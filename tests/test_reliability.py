@@ -190,15 +190,6 @@ def test_a_log_file_gets_lines_not_progress_bars(tmp_path):
     ]
 
 
-def test_the_readme_python_snippet_runs_as_written(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    snippet = re.search(r"### Python API.*?```python\n(.*?)```", readme, re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["sample/a.mp4 (8, 512)", "sample/b.mp4 (9, 512)"]
-
-
 def test_a_video_in_flight_keeps_copies_not_views_of_the_network_output():
     # A view keeps torch's output block alive, which pinned the freed window buffers in glibc's heap:
     # memory grew by about two windows per window (5 GB over 750 windows of a 20-minute video).

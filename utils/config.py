@@ -179,9 +179,15 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("fps_method=reencode needs the ffmpeg program on PATH")
 
 
+# What a folder given as an input contributes: its files with these extensions (any case)
+VIDEO_EXTENSIONS = (".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".mxf",
+                    ".ogv", ".ts", ".vob", ".webm", ".wmv")
+
+
 def video_paths(cfg: DictConfig) -> list[str]:
-    """The input videos: video_paths then the lines of file_with_video_paths; a file given twice,
-    however spelled (``a.mp4``, ``./a.mp4``, a link to it), is kept once, as first spelled."""
+    """The input videos: video_paths then the lines of file_with_video_paths, each folder among them
+    replaced by the videos under it; a file given twice, however spelled (``a.mp4``, ``./a.mp4``, a
+    link to it), is kept once, as first spelled."""
     paths: list[str] = []
     given = cfg.video_paths
     if isinstance(given, (list, ListConfig)):
@@ -194,8 +200,23 @@ def video_paths(cfg: DictConfig) -> list[str]:
         raise ConfigError("no videos given: set video_paths=... or file_with_video_paths=...")
     unique: dict[str, str] = {}
     for path in paths:
-        unique.setdefault(os.path.realpath(path), path)
+        for video in videos_in(path) if os.path.isdir(path) else [path]:
+            unique.setdefault(os.path.realpath(video), video)
+    if not unique:
+        raise ConfigError(f"no videos in {', '.join(paths)} (videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
     return list(unique.values())
+
+
+def videos_in(folder: str) -> list[str]:
+    """The video files under ``folder`` and its subfolders: a folder's own files, then its
+    subfolders', each sorted by name; hidden files and folders (an output's .runs, say) are left
+    out, and linked folders are not followed."""
+    videos = []
+    for parent, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        videos += [os.path.join(parent, name) for name in sorted(files)
+                   if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)]
+    return videos
 
 
 def _listed_paths(list_file: str) -> list[str]:
