@@ -144,6 +144,7 @@ def test_two_shards_through_joblib_equal_one_process(videos, tmp_path, r21d_chec
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_two_shards_through_a_real_slurm_equal_one_process(videos, tmp_path, r21d_checkpoint, slurm_cluster):
     out = tmp_path / "out"
     result = run_cli(
