@@ -32,6 +32,16 @@ def r21d_recipe(frames: np.ndarray) -> torch.Tensor:
     return x.permute(1, 0, 2, 3)
 
 
+def reference_features(network: torch.nn.Module, clips: torch.Tensor) -> np.ndarray:
+    """A torchvision VideoResNet's feature, the input of ``fc``: its forward with the head taken off."""
+    head, network.fc = network.fc, torch.nn.Identity()
+    try:
+        with torch.inference_mode():
+            return network.eval()(clips).numpy()
+    finally:
+        network.fc = head
+
+
 def timesformer_recipe(frames: np.ndarray, size: int = 224, spatial_index: int = 1) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (3, T, size, size), the official test transform (facebookresearch/
     TimeSformer, datasets/kinetics.py with PySlowFast's transform.py): /255, short side scaled to

@@ -8,22 +8,12 @@ from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dSte
 from main import main
 from models.r21d import KINETICS_PRESET
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
-from tests.recipes import decoded_frames, r21d_recipe
+from tests.recipes import decoded_frames, r21d_recipe, reference_features
 from utils.weights import WeightsError
 
 # Features equal the reference network's on the published recipe within this (fp32 on a CPU; measured
 # here: largest difference 9e-8 for r2plus1d_18 and the 34-layer model, features up to 0.9).
 TOLERANCE = 1e-6
-
-
-def reference_features(network: nn.Module, clips: torch.Tensor) -> np.ndarray:
-    """The input of ``fc``: the network's forward with the head taken off."""
-    head, network.fc = network.fc, nn.Identity()
-    try:
-        with torch.inference_mode():
-            return network.eval()(clips).numpy()
-    finally:
-        network.fc = head
 
 
 def ig65m_release_network() -> VideoResNet:
