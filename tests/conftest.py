@@ -81,6 +81,30 @@ def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return module
 
 
+def random_network(build, seed: int) -> torch.nn.Module:
+    """``build()`` with its own random initialisation (seeded), then every normalisation weight, bias and
+    running statistic and every bias moved off its default. The initialisation keeps the signal
+    alive through the depth, so features depend on the input: with ``randomize``'s weights a 3D
+    convnet's features vary by ~1e-5 from clip to clip, and a preprocessing constant off by 0.01 moved
+    them by less than a feature tolerance (here it moves them by ~5e-3)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = build()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            noise = torch.randn(tensor.shape, generator=generator) * 0.1
+            if name.endswith("running_var"):
+                tensor.copy_(1 + noise.abs())
+            elif name.endswith("running_mean"):
+                tensor.copy_(noise)
+            elif tensor.dim() == 1:  # biases and normalisation weights
+                tensor.add_(noise)
+    return module
+
+
 def run_cli(*args, cwd=None, pythonpath=None, env=None, timeout=None):
     """Runs main.py in a fresh process, as a user would (``pythonpath``: a folder of extra packages;
     ``env``: the environment, os.environ by default; ``timeout``: seconds, then TimeoutExpired)."""
@@ -132,5 +156,5 @@ def r21d_checkpoint(tmp_path_factory) -> str:
     from torchvision.models.video import r2plus1d_18
 
     path = tmp_path_factory.mktemp("weights") / "r2plus1d_18-random.pth"
-    torch.save(randomize(r2plus1d_18(weights=None), seed=1).state_dict(), path)
+    torch.save(random_network(lambda: r2plus1d_18(weights=None), seed=1).state_dict(), path)
     return str(path)

@@ -7,13 +7,10 @@ from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dSte
 
 from main import main
 from models.r21d import KINETICS_PRESET
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
-from tests.recipes import decoded_frames, r21d_recipe, reference_features
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, random_network
+from tests.recipes import R21D_TOLERANCE as TOLERANCE, decoded_frames, r21d_recipe, reference_features
 from utils.weights import WeightsError
 
-# Features equal the reference network's on the published recipe within this (fp32 on a CPU; measured
-# here: largest difference 9e-8 for r2plus1d_18 and the 34-layer model, features up to 0.9).
-TOLERANCE = 1e-6
 
 
 def ig65m_release_network() -> VideoResNet:
@@ -70,7 +67,7 @@ def test_ig65m_networks_have_the_release_layout():
 
 @pytest.mark.slow
 def test_an_ig65m_release_file_loads_strict_and_gives_the_release_networks_features(tmp_path):
-    release = randomize(ig65m_release_network(), seed=3)
+    release = random_network(ig65m_release_network, seed=3)
     state = release.state_dict()
     assert len(state) == 416 and sum(p.numel() for p in release.parameters()) == 63_697_175
     path = tmp_path / "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth"
