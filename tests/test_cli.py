@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from main import main
-from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg, run_cli
+from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, WatchedFifo, make_extractor, needs_ffmpeg, run_cli
 from utils.weights import WeightsError
 
 KEYS = ("r21d", "timestamps_ms", "fps")
@@ -84,36 +84,55 @@ def test_a_corrupt_video_fails_alone_with_one_line_and_a_nonzero_exit(tmp_path, 
     assert not (tmp_path / "outputs").exists()  # no stray Hydra folder
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["foo=1"], "error: unknown option 'foo' (see python main.py --help)"),
-        (["feature_type=c3d"], "error: unknown feature_type 'c3d'; choose one of: r21d"),
-        (["model_name=r3d_18"], "error: unknown model_name 'r3d_18' for feature_type=r21d; choose one of:"),
-        (["stack_size=0"], "error: stack_size must be a positive integer or null, got 0"),
-        (["step_size=-4"], "error: step_size must be a positive integer or null, got -4"),
-        (["stack_size=abc"], "error: stack_size: Value 'abc' of type 'str' could not be converted to Integer"),
-        (["batch_size=0"], "error: batch_size must be a positive integer, got 0"),
-        (["decode_workers=0"], "error: decode_workers must be a positive integer or auto, got 0"),
-        (["extraction_fps=0"], "error: extraction_fps must be a positive number or null, got 0"),
-        (["on_extraction=save_hdf5"], "error: on_extraction: Invalid value 'save_hdf5', expected one of [print, save_numpy, save_pickle]"),
-        (["device=tpu"], "error: device must be auto, cpu, cuda or cuda:N"),
-        (["precision=fp16"], "error: precision=fp16 needs a CUDA device"),
-        (["video_paths=null"], "error: no videos given"),
-        (["file_with_video_paths=/nonexistent/list.txt"], "error: file_with_video_paths=/nonexistent/list.txt: No such file"),
-        (["weights_path=/nonexistent.pth", "pretrained=true"], "error: weights_path=/nonexistent.pth: file not found"),
-        (["weights_path=/nonexistent.pth"], "error: weights_path and pretrained=false contradict each other"),
-        (["stack_size=[1"], "error: "),
-    ],
-)
-def test_bad_options_fail_with_one_clear_line_before_any_video(args, message, capsys):
-    options = {"video_paths": f"[{SAMPLE_A}]", "pretrained": "false", "device": "cpu"}
-    options.update(arg.split("=", 1) for arg in args)
-    code = main([f"{key}={value}" for key, value in options.items()])
+QUOTING_HINT = ("quote a value with spaces, commas, '=' or non-ASCII letters, e.g. 'video_paths=[\"my clip.mp4\"]', "
+                "or list the videos in file_with_video_paths")
+
+
+BAD_OPTIONS = [  # the options and the whole line; a regex ends with .* where the rest lists registered choices
+    (["foo=1"], re.escape("error: unknown option 'foo' (see python main.py --help)")),
+    (["feature_type=c3d"], re.escape("error: unknown feature_type 'c3d'; choose one of: r21d, ") + ".*"),
+    (["model_name=r3d_18"],
+     re.escape("error: unknown model_name 'r3d_18' for feature_type=r21d; choose one of: r2plus1d_18_16_kinetics, ") + ".*"),
+    (["stack_size=0"], re.escape("error: stack_size must be a positive integer or null, got 0")),
+    (["step_size=-4"], re.escape("error: step_size must be a positive integer or null, got -4")),
+    (["stack_size=abc"], re.escape("error: stack_size: Value 'abc' of type 'str' could not be converted to Integer")),
+    (["batch_size=0"], re.escape("error: batch_size must be a positive integer, got 0")),
+    (["decode_workers=0"], re.escape("error: decode_workers must be a positive integer or auto, got 0")),
+    (["extraction_fps=0"], re.escape("error: extraction_fps must be a positive number or null, got 0.0")),
+    (["on_extraction=save_hdf5"],
+     re.escape("error: on_extraction: Invalid value 'save_hdf5', expected one of [print, save_numpy, save_pickle]")),
+    (["device=tpu"], re.escape("error: device must be auto, cpu, cuda or cuda:N; got 'tpu'")),
+    (["precision=fp16"],
+     re.escape("error: precision=fp16 needs a CUDA device (a CPU emulates it: 128x slower); on a CPU use bf16 or fp32")),
+    (["video_paths=null"], re.escape("error: no videos given: set video_paths=... or file_with_video_paths=...")),
+    (["file_with_video_paths=/nonexistent/list.txt"],
+     re.escape("error: file_with_video_paths=/nonexistent/list.txt: No such file or directory")),
+    (["weights_path=/nonexistent.pth", "pretrained=true"], re.escape("error: weights_path=/nonexistent.pth: file not found")),
+    (["weights_path=/nonexistent.pth"],
+     re.escape("error: weights_path and pretrained=false contradict each other; give one of them")),
+    (["stack_size=[1"], re.escape(f"error: no viable alternative at input '[1'; {QUOTING_HINT}")),
+]
+
+
+@pytest.mark.parametrize("args, line", BAD_OPTIONS, ids=[" ".join(args) for args, _ in BAD_OPTIONS])
+def test_bad_options_fail_with_one_clear_line_before_any_video(args, line, tmp_path, capsys):
+    # the video is a named pipe that notices being opened: no video may be read before the error
+    with WatchedFifo(tmp_path / "video.mp4") as video:
+        options = {"video_paths": f"[{video.path}]", "pretrained": "false", "device": "cpu"}
+        options.update(arg.split("=", 1) for arg in args)
+        code = main([f"{key}={value}" for key, value in options.items()])
     err = capsys.readouterr().err
+    assert not video.opened, "the video was opened before the bad option was reported"
     assert code == 2
-    assert err.startswith(message)
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.splitlines()) == 1 and re.fullmatch(line, err.rstrip("\n")), err
+
+
+def test_the_watched_fifo_notices_a_video_being_read(tmp_path, capsys):
+    # the check above can fail: good options read the video (an empty stream, so it fails)
+    with WatchedFifo(tmp_path / "video.mp4") as video:
+        code = main([f"video_paths=[{video.path}]", "pretrained=false", "device=cpu"])
+    assert video.opened and code == 1
+    assert f"error: {video.path}: cannot open" in capsys.readouterr().err
 
 
 def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):

@@ -75,6 +75,9 @@ def test_a_sweep_with_a_failed_video_exits_1_naming_the_job(tmp_path):
     assert result.returncode == 1
     assert result.stderr.count("1 extracted, 0 skipped, 1 failed") == 2  # both jobs ran
     assert "job 0: stack_size=8 " in result.stderr and "job 0 ended with exit code 1" in result.stderr
+    # nothing outside output_path, where the sweep's record is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "out"]
+    assert "stack_size=8,16" in (tmp_path / "out" / ".multirun" / "multirun.yaml").read_text()
 
 
 def test_a_bad_value_in_a_sweep_is_refused_before_any_job(tmp_path):

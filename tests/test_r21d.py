@@ -1,12 +1,31 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchvision.models.video import R2Plus1D_18_Weights, r2plus1d_18
+from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
+from main import main
 from models.r21d import KINETICS_PRESET
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, random_network
+from tests.recipes import R21D_TOLERANCE as TOLERANCE, decoded_frames, r21d_recipe, reference_features
 from utils.transforms import preprocess
 from utils.weights import WeightsError
+
+
+
+def ig65m_release_network() -> VideoResNet:
+    """The IG-65M R(2+1)D-34 of the moabitcoin/ig65m-pytorch release, from torchvision's pieces with
+    the two changes its files have: the first block of layers 2-4 has its second (2+1)D conv with
+    mid-planes 288, 576, 1152 (torchvision computes 230, 460, 921 from the block's input width), and
+    every BatchNorm3d has eps 1e-3."""
+    network = VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [3, 4, 6, 3], R2Plus1dStem, num_classes=400)
+    for layer, planes, midplanes in ((network.layer2, 128, 288), (network.layer3, 256, 576), (network.layer4, 512, 1152)):
+        layer[0].conv2[0] = Conv2Plus1D(planes, planes, midplanes)
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.eps = 1e-3
+    return network
 
 
 def test_r2plus1d_18_features_and_logits_equal_torchvision(r21d_checkpoint):
@@ -47,17 +66,21 @@ def test_ig65m_networks_have_the_release_layout():
     assert {m.eps for m in network.modules() if isinstance(m, torch.nn.BatchNorm3d)} == {1e-3}
 
 
-def test_a_release_layout_checkpoint_loads_strict_through_weights_path(tmp_path):
-    release = randomize(network_for("r21d", "r2plus1d_34_8_ig65m_ft_kinetics"), seed=3).state_dict()
+@pytest.mark.slow
+def test_an_ig65m_release_file_loads_strict_and_gives_the_release_networks_features(tmp_path):
+    release = random_network(ig65m_release_network, seed=3)
+    state = release.state_dict()
+    assert len(state) == 416 and sum(p.numel() for p in release.parameters()) == 63_697_175
     path = tmp_path / "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth"
-    torch.save(release, path)  # a bare state dict, as the release files are
-    extractor = make_extractor(model_name="r2plus1d_34_8_ig65m_ft_kinetics", weights_path=str(path), pretrained=True)
-    loaded = extractor.inference.network.state_dict()
-    assert loaded.keys() == release.keys()
-    assert all(torch.equal(loaded[k], release[k]) for k in release)
-    assert extractor.plan.stack == extractor.plan.step == 8
-    features, logits = extractor.inference.network(torch.zeros(1, 3, 8, 112, 112))
-    assert features.shape == (1, 512) and logits.shape == (1, 400)
+    torch.save(state, path)  # a bare state dict, as the release files are
+    extractor = make_extractor(model_name="r2plus1d_34_8_ig65m_ft_kinetics", weights_path=str(path), stack_size=8,
+                               step_size=64)
+    features = extractor.extract(SAMPLE_B)["r21d"]  # windows at frames 0, 64, 128
+    frames = decoded_frames(SAMPLE_B)
+    clips = torch.stack([r21d_recipe(frames[start : start + 8]) for start in (0, 64, 128)])
+    expected = reference_features(release, clips)
+    assert features.shape == (3, 512)
+    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
 
 
 def test_a_torchvision_layout_34_layer_checkpoint_is_refused(tmp_path):
@@ -80,3 +103,19 @@ def test_extracts_the_samples(path, r21d_checkpoint):
     starts = np.arange(windows) * 16 / fps * 1000
     np.testing.assert_allclose(outputs["timestamps_ms"], np.stack([starts, starts + 16 / fps * 1000], 1), atol=0.05)
     assert float(outputs["fps"]) == pytest.approx(fps)
+
+
+@pytest.mark.slow
+def test_features_through_the_command_line_equal_torchvision_on_the_published_recipe(r21d_checkpoint, tmp_path):
+    code = main([f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+                 "on_extraction=save_numpy", f"output_path={tmp_path}"])
+    assert code == 0
+    features = np.load(tmp_path / "r21d" / "r2plus1d_18_16_kinetics" / "b_r21d.npy")
+    reference = r2plus1d_18(weights=None)
+    reference.load_state_dict(torch.load(r21d_checkpoint))
+    frames = decoded_frames(SAMPLE_B)
+    assert len(frames) == 158
+    clips = torch.stack([r21d_recipe(frames[start : start + 16]) for start in range(0, 158 - 16 + 1, 16)])
+    expected = reference_features(reference, clips)
+    assert features.shape == expected.shape == (9, 512)
+    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)

@@ -76,17 +76,59 @@ def test_a_claim_is_taken_once_and_a_stale_one_taken_over(tmp_path):
     assert not os.path.exists(path)
 
 
-def test_two_processes_on_one_list_extract_each_video_once(videos, tmp_path, r21d_checkpoint):
+def held_claims(folder) -> set[str]:
+    """The videos whose claims in ``folder`` are written in full (a claim is created, then filled)."""
+    held = set()
+    for claim in folder.glob("*.claim"):
+        try:
+            json.loads(claim.read_text())
+        except (OSError, ValueError):
+            continue
+        held.add(claim.stem)
+    return held
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_list_contend_for_a_claim_and_extract_each_video_once(videos, tmp_path, r21d_checkpoint):
+    """The first process claims a video and is frozen (SIGSTOP) while it holds the claim: alive, so
+    the claim is not stale. The second runs the same command meanwhile: it must leave the claimed
+    video to the first and extract the others; the first, resumed, finds them done."""
     out = tmp_path / "out"
+    folder = out / OUT[0] / OUT[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, str(ROOT / "main.py"), *command(videos, out, r21d_checkpoint)]
-    processes = [subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=600), p.stderr.read()) for p in processes]
-    assert [code for code, _ in results] == [0, 0], results
-    assert sorted(extracted_per_video(out).values()) == [1, 1, 1, 1]  # the run logs: no video twice
-    summaries = [err.strip().splitlines()[-1] for _, err in results]
-    assert sum(int(line.split(" extracted")[0]) for line in summaries) == 4
-    assert len(outputs(out)) == 12 and not list((out / OUT[0] / OUT[1]).glob("*.claim"))
+    first = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not held_claims(folder):
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "no claim within 300 s"
+            time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP)
+        held = held_claims(folder)  # v0, and maybe the next one its decoding thread went on to
+        second = subprocess.run(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, timeout=600)
+        first.send_signal(signal.SIGCONT)
+        first_err = first.communicate(timeout=600)[1]
+    finally:
+        first.kill()
+    assert (first.returncode, second.returncode) == (0, 0), first_err + second.stderr
+    # the run logs: one file per process, its start record naming the pid
+    records = read_records(str(out))
+    pids = {r["log"]: r["pid"] for r in records if r["event"] == "start"}
+    logs = {pid: {} for pid in pids.values()}  # pid -> {video name: its statuses}
+    for record in records:
+        if record["event"] == "video":
+            name = os.path.splitext(os.path.basename(record["path"]))[0]
+            logs[pids[record["log"]]].setdefault(name, []).append(record["status"])
+    others = {f"v{i}" for i in range(4)} - held
+    assert len(logs) == 2
+    (second_log,) = [log for pid, log in logs.items() if pid != first.pid]
+    assert second_log == {**{name: ["claimed"] for name in held}, **{name: ["extracted"] for name in others}}
+    assert logs[first.pid] == {**{name: ["extracted"] for name in held}, **{name: ["skipped"] for name in others}}
+    assert second.stderr.splitlines()[-1] == f"{len(others)} extracted, 0 skipped, 0 failed, {len(held)} claimed by other processes"
+    assert first_err.splitlines()[-1] == f"{len(held)} extracted, {len(others)} skipped, 0 failed"
+    assert sorted(extracted_per_video(out).values()) == [1, 1, 1, 1]  # no video twice
+    assert len(outputs(out)) == 12 and not list(folder.glob("*.claim"))
 
 
 @pytest.mark.slow
@@ -145,6 +187,7 @@ def test_two_shards_through_joblib_equal_one_process(videos, tmp_path, r21d_chec
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_two_shards_through_a_real_slurm_equal_one_process(videos, tmp_path, r21d_checkpoint, slurm_cluster):
     out = tmp_path / "out"
     result = run_cli(

@@ -1,5 +1,7 @@
 """SlowFast against pytorchvideo 0.1.5 (test-only) and its hub tutorial's preprocessing."""
+import pickle
 import shutil
+import subprocess
 import urllib.error
 import warnings
 
@@ -14,7 +16,8 @@ from main import main
 from models.registry import load_family
 from models.slowfast import TUTORIAL
 from models.slowfast.network import slow_pathway_indices
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, network_for, randomize
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg, network_for, random_network
+from tests.recipes import decoded_frames, uniform_crop_box
 from utils.labels import kinetics400
 from utils.weights import WeightsError
 from utils.transforms import preprocess
@@ -24,13 +27,18 @@ with warnings.catch_warnings():  # deprecated, but it is exactly what the tutori
     warnings.simplefilter("ignore")
     from torchvision.transforms._transforms_video import CenterCropVideo, NormalizeVideo
 
+# Features through the command line equal pytorchvideo's on the tutorial's recipe within this (fp32 on
+# a CPU, conftest.random_network's weights, features up to ~2; measured here: largest difference
+# 3.6e-7, also with three crops at extraction_fps=15).
+TOLERANCE = 2e-6
+
 R50_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth"
 
 
 def pytorchvideo_reference(builder, seed):
     """A pytorchvideo hub network with random weights and BN statistics, and a hook on its head
     that records the pooled map (its features before proj)."""
-    network = randomize(builder(pretrained=False), seed).eval()
+    network = random_network(lambda: builder(pretrained=False), seed).eval()
     captured = {}
     network.blocks[6].register_forward_hook(lambda module, inputs, output: captured.update(pooled=inputs[0]))
     return network, captured
@@ -43,16 +51,20 @@ def run_reference(network, fast: torch.Tensor) -> torch.Tensor:
         return network([slow, fast])
 
 
-def tutorial_transform(frames: np.ndarray, num_frames: int = 32) -> torch.Tensor:
+def tutorial_transform(frames: np.ndarray, num_frames: int = 32, spatial_index=None) -> torch.Tensor:
     """pytorchvideo's hub tutorial on (T, H, W, 3) uint8 frames -> (3, num_frames, 256, 256):
-    UniformTemporalSubsample, /255, NormalizeVideo, ShortSideScale (F.interpolate), CenterCropVideo."""
+    UniformTemporalSubsample, /255, NormalizeVideo, ShortSideScale (F.interpolate), CenterCropVideo;
+    with ``spatial_index`` PySlowFast's uniform_crop in place of the centre crop (the 3-view test)."""
     video = torch.from_numpy(frames).permute(3, 0, 1, 2).float()
     video = video[:, torch.linspace(0, video.shape[1] - 1, num_frames).long()] / 255
     video = NormalizeVideo((0.45,) * 3, (0.225,) * 3)(video)
     height, width = video.shape[-2:]
     size = (int(height / width * 256), 256) if width < height else (256, int(width / height * 256))
     video = F.interpolate(video, size=size, mode="bilinear", align_corners=False)
-    return CenterCropVideo(256)(video)
+    if spatial_index is None:
+        return CenterCropVideo(256)(video)
+    rows, columns = uniform_crop_box(*size, 256, spatial_index)
+    return video[..., rows, columns]
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +145,10 @@ def test_slow_pathway_indices():
     [
         ("slowfast_r50", None, list(range(0, 62, 2)) + [63]),  # the default window: 64 -> 32
         ("slowfast_r50", 32, list(range(32))),
-        ("slowfast_r101", 100, torch.linspace(0, 99, 32).long().tolist()),
-        ("slowfast_16x8_r101_50_50", None, torch.linspace(0, 127, 64).long().tolist()),  # default: 128 -> 64
+        # floor(i * 99 / 31), i = 0 .. 31
+        ("slowfast_r101", 100, [0, 3, 6, 9, 12, 15, 19, 22, 25, 28, 31, 35, 38, 41, 44, 47, 51, 54, 57, 60, 63, 67, 70,
+                                73, 76, 79, 83, 86, 89, 92, 95, 99]),
+        ("slowfast_16x8_r101_50_50", None, list(range(0, 126, 2)) + [127]),  # default: 128 -> 64, as 64 -> 32
     ],
 )
 def test_windows_are_subsampled_uniformly(model_name, stack, expected):
@@ -213,4 +227,32 @@ def test_end_to_end_on_the_samples_with_show_pred(r50, tmp_path, capsys):
         frames = np.stack([f.to_ndarray(format="rgb24") for _, f in zip(range(64), container.decode(video=0))])
     run_reference(reference, tutorial_transform(frames)[None])
     expected = captured["pooled"].mean((2, 3, 4))[0].numpy()
-    np.testing.assert_allclose(np.load(folder / "b_slowfast.npy")[0], expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.load(folder / "b_slowfast.npy")[0], expected, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.slow
+@needs_ffmpeg
+def test_three_crops_with_extraction_fps_saved_as_pickle_equal_pytorchvideo(r50, tmp_path):
+    reference, captured, checkpoint = r50
+    out = tmp_path / "out"
+    code = main(["feature_type=slowfast", f"weights_path={checkpoint}", "device=cpu", "crops=3", "extraction_fps=15",
+                 "stack_size=32", "step_size=64", f"video_paths=[{SAMPLE_B}]", "on_extraction=save_pickle",
+                 f"output_path={out}"])
+    assert code == 0
+    saved = {}
+    for key in ("slowfast", "timestamps_ms", "fps"):
+        with open(out / "slowfast" / "slowfast_r50" / f"b_{key}.pkl", "rb") as file:
+            saved[key] = pickle.load(file)
+    # the frames the ffmpeg program's fps filter keeps, in a lossless copy (-qp 0)
+    resampled = tmp_path / "b_15fps.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-vf", "fps=fps=15", "-c:v", "libx264", "-qp", "0",
+                    "-pix_fmt", "yuv420p", "-an", str(resampled)], check=True)
+    frames = decoded_frames(str(resampled))
+    assert len(frames) == 79  # 5.27 s at 15 fps
+    # one window of 32 frames, all seen: (79 - 32) // 64 + 1 = 1; 270x480 -> 256x455, crops at x 0, 100, 199
+    run_reference(reference, torch.stack([tutorial_transform(frames[:32], spatial_index=index) for index in range(3)]))
+    expected = captured["pooled"].mean((2, 3, 4)).numpy()
+    assert saved["slowfast"].shape == (1, 3, 2304)
+    np.testing.assert_allclose(saved["slowfast"][0], expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(saved["timestamps_ms"], [[0, 32 / 15 * 1000]], atol=1e-6)
+    assert float(saved["fps"]) == 15.0

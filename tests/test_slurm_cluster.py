@@ -4,6 +4,10 @@ import sys
 import textwrap
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slurm
+
 
 def wait_for(paths, job_id, env, timeout_s=60):
     """Until every path exists and the job has left the queue (no accounting here, so no sacct)."""

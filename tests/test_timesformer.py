@@ -5,20 +5,23 @@ weights, but it assumes config.num_frames and config.image_size inside every lay
 T or crop it is compared with a model built for that size whose embeddings are set to the
 official nearest-interpolated ones.
 """
+import pickle
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from torchvision.models.video import R2Plus1D_18_Weights
 from transformers import TimesformerConfig, TimesformerForVideoClassification
 
 from main import main
 from models.registry import load_family
-from models.timesformer.network import TimeSformer, from_hf_layout
-from tests.conftest import ROOT, SAMPLE_B, make_config, make_extractor, randomize
+from models.timesformer.network import TimeSformer
+from tests.conftest import SAMPLE_B, make_config, make_extractor, randomize
+from tests.recipes import decoded_frames, timesformer_recipe
 from utils.extractor import Extractor
-from utils.labels import class_names, kinetics400
-from utils.run import Run
+from utils.labels import class_names
 from utils.weights import WeightsError, hub_cache_path, load_strict
 from utils.transforms import preprocess
 from utils.windows import linspace_offsets, network_offsets, segment_middle_offsets
@@ -26,6 +29,49 @@ from utils.windows import linspace_offsets, network_offsets, segment_middle_offs
 TIMESFORMER = load_family("timesformer", "models.timesformer")
 
 SMALL = dict(patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
+
+# Features through the command line equal transformers' on the official recipe within this (fp32 on
+# a CPU; measured here: largest difference 4.9e-7, features up to 0.68: our attention is torch's
+# scaled_dot_product_attention, transformers' a plain softmax(QK^T)V, so 1e-6 would leave a 2x margin).
+TOLERANCE = 2e-6
+
+# The release's key names (facebookresearch/TimeSformer) and transformers' for the same tensors.
+RELEASE_KEYS = {
+    "cls_token": "timesformer.embeddings.cls_token",
+    "pos_embed": "timesformer.embeddings.position_embeddings",
+    "time_embed": "timesformer.embeddings.time_embeddings",
+    "patch_embed.proj": "timesformer.embeddings.patch_embeddings.projection",
+    "norm": "timesformer.layernorm",
+    "head": "classifier",
+}
+RELEASE_BLOCK_KEYS = {  # blocks.{i}.KEY of the release: timesformer.encoder.layer.{i}.VALUE of transformers
+    "norm1": "layernorm_before",
+    "attn.qkv": "attention.attention.qkv",
+    "attn.proj": "attention.output.dense",
+    "temporal_norm1": "temporal_layernorm",
+    "temporal_attn.qkv": "temporal_attention.attention.qkv",
+    "temporal_attn.proj": "temporal_attention.output.dense",
+    "temporal_fc": "temporal_dense",
+    "norm2": "layernorm_after",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+}
+
+
+def release_state(hf_state: dict) -> dict:
+    """transformers' weights under the release's key names (before its ``model.`` prefix)."""
+    depth = 1 + max(int(key.split(".")[3]) for key in hf_state if key.startswith("timesformer.encoder.layer."))
+    names = dict(RELEASE_KEYS)
+    for block in range(depth):
+        names.update({f"blocks.{block}.{ours}": f"timesformer.encoder.layer.{block}.{theirs}"
+                      for ours, theirs in RELEASE_BLOCK_KEYS.items()})
+    state = {}
+    for release, hf in names.items():
+        for suffix in ("", ".weight", ".bias"):
+            if hf + suffix in hf_state:
+                state[release + suffix] = hf_state[hf + suffix]
+    assert len(state) == len(hf_state), "a tensor of transformers' model has no release name"
+    return state
 
 
 def hf_features_and_logits(hf: TimesformerForVideoClassification, clips: torch.Tensor):
@@ -64,7 +110,7 @@ def hf_file(hf_base, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def official_state(hf_base) -> dict:
-    return from_hf_layout(hf_base.state_dict())
+    return release_state(hf_base.state_dict())
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +121,8 @@ def official_file(official_state, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def e2e_output(tmp_path_factory):
-    return tmp_path_factory.mktemp("out")
-
-
-@pytest.fixture(scope="module")
-def official_extractor(official_file, e2e_output) -> Extractor:
-    cfg = make_config(
-        feature_type="timesformer", weights_path=official_file, pretrained=True,
-        stack_size=64, step_size=64, batch_size=2, video_paths=[SAMPLE_B], input_root=str(ROOT / "sample"),
-        show_pred=True, on_extraction="save_numpy", output_path=str(e2e_output),
-    )
-    extractor = Extractor(cfg)
-    extractor.cfg = cfg  # for the end-to-end run
-    return extractor
+def official_extractor(official_file) -> Extractor:
+    return Extractor(make_config(feature_type="timesformer", weights_path=official_file, pretrained=True))
 
 
 @pytest.mark.slow
@@ -135,7 +169,7 @@ def small_pair(frames: int, size: int, seed: int):
     config = TimesformerConfig(num_frames=frames, image_size=size, num_labels=7, **SMALL)
     hf = randomize(TimesformerForVideoClassification(config), seed)
     ours = TimeSformer(num_classes=7, img_size=size, num_frames=frames, dim=64, depth=2, heads=4).eval()
-    load_strict(ours, from_hf_layout(hf.state_dict()), "small HF model")
+    load_strict(ours, release_state(hf.state_dict()), "small HF model")
     return hf.eval(), ours
 
 
@@ -231,26 +265,58 @@ def test_a_window_shorter_than_the_network_frames_is_refused_at_start_up(capsys)
 
 
 # ---- end to end ----------------------------------------------------------------------------------
+KINETICS400 = R2Plus1D_18_Weights.KINETICS400_V1.meta["categories"]  # torchvision's list, offline
+
+
+def sample_b_clips(starts, spatial_index=1) -> torch.Tensor:
+    """The clips of 64-frame windows of sample b: linspace(0, 63, 8) = 0, 9, ..., 63 of each window."""
+    frames = decoded_frames(SAMPLE_B)
+    return torch.stack([timesformer_recipe(frames[start + np.arange(0, 64, 9)], spatial_index=spatial_index)
+                        for start in starts])
+
+
 @pytest.mark.slow
-def test_extracts_a_sample_with_predictions(official_extractor, e2e_output, capsys):
-    assert official_extractor.plan.offsets == (0, 9, 18, 27, 36, 45, 54, 63)  # linspace(0, 63, 8)
-    summary = Run(official_extractor.cfg, official_extractor)()
-    assert (summary.extracted, summary.failed) == (1, 0)
-    folder = e2e_output / "timesformer" / "timesformer_divst_8x32_224_k400"
+def test_features_through_the_command_line_equal_transformers_on_the_official_recipe(hf_base, official_file, tmp_path,
+                                                                                     capsys):
+    code = main(["feature_type=timesformer", f"weights_path={official_file}", "stack_size=64", "step_size=64",
+                 "batch_size=2", f"video_paths=[{SAMPLE_B}]", "device=cpu", "show_pred=true",
+                 "on_extraction=save_numpy", f"output_path={tmp_path}"])
+    assert code == 0
+    folder = tmp_path / "timesformer" / "timesformer_divst_8x32_224_k400"
     features = np.load(folder / "b_timesformer.npy")
+    expected, logits = hf_features_and_logits(hf_base, sample_b_clips([0, 64]))  # (158 - 64) // 64 + 1 windows
+    assert features.shape == (2, 768) and features.dtype == np.float32
+    np.testing.assert_allclose(features, expected.numpy(), atol=TOLERANCE, rtol=0)
     fps = 30000 / 1001
-    windows = (158 - 64) // 64 + 1
-    assert features.shape == (windows, 768) and features.dtype == np.float32
-    assert np.isfinite(features).all()
-    starts = np.arange(windows) * 64 / fps * 1000
-    expected_times = np.stack([starts, starts + 64 / fps * 1000], 1)
-    np.testing.assert_allclose(np.load(folder / "b_timestamps_ms.npy"), expected_times, atol=0.05)
-    printed = capsys.readouterr().out
-    lines = printed.split("top-5 classes per window\n", 1)[1].splitlines()[:windows]
-    classes = set(kinetics400())
-    for line in lines:
-        labels = [entry.rsplit(" ", 1)[0].strip() for entry in line.split("s  ", 1)[1].split(" | ")]
-        assert len(labels) == 5 and all(label in classes for label in labels)
+    starts = np.array([0, 64]) / fps * 1000
+    np.testing.assert_allclose(np.load(folder / "b_timestamps_ms.npy"), np.stack([starts, starts + 64 / fps * 1000], 1),
+                               atol=0.05)
+    # show_pred: the head's top 5 Kinetics-400 classes of each window, with their probabilities
+    printed = capsys.readouterr().out.split(f"{SAMPLE_B}: top-5 classes per window\n", 1)[1].splitlines()[:2]
+    probabilities = logits.softmax(-1)
+    for line, row in zip(printed, probabilities):
+        shown = [entry.rsplit(" ", 1) for entry in line.split(" s  ", 1)[1].split(" | ")]
+        top = row.topk(5)
+        assert [label for label, _ in shown] == [KINETICS400[i] for i in top.indices]
+        np.testing.assert_allclose([float(p) for _, p in shown], top.values.numpy(), atol=6e-4)
+
+
+@pytest.mark.slow
+def test_three_crops_saved_as_pickle_equal_transformers_on_the_official_three_views(hf_base, official_file, tmp_path):
+    code = main(["feature_type=timesformer", f"weights_path={official_file}", "crops=3", "stack_size=64",
+                 "step_size=200", f"video_paths=[{SAMPLE_B}]", "device=cpu", "on_extraction=save_pickle",
+                 f"output_path={tmp_path}"])
+    assert code == 0
+    folder = tmp_path / "timesformer" / "timesformer_divst_8x32_224_k400"
+    with open(folder / "b_timesformer.pkl", "rb") as file:
+        features = pickle.load(file)
+    # 270x480 -> 224x398: the left (x 0), middle (ceil(174 / 2) = 87) and right (174) crops of one window
+    views = torch.cat([sample_b_clips([0], spatial_index=index) for index in range(3)])
+    expected, _ = hf_features_and_logits(hf_base, views)
+    assert features.shape == (1, 3, 768)
+    np.testing.assert_allclose(features[0], expected.numpy(), atol=TOLERANCE, rtol=0)
+    with open(folder / "b_timestamps_ms.pkl", "rb") as file:
+        np.testing.assert_allclose(pickle.load(file), [[0, 64 / (30000 / 1001) * 1000]], atol=0.05)
 
 
 def test_the_official_weights_are_cached_under_their_release_name():

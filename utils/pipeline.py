@@ -25,7 +25,7 @@ from tqdm import tqdm
 from utils.decode_worker import (DecodeSegment, Failed, Frames, Opened, OpenVideo, Restart, SegmentDone, Settings,
                                  Warned)
 from utils.decoders import DecoderPool, Died
-from utils.device_feed import DeviceFeed, Pending
+from utils.device_feed import DeviceFeed
 from utils.inference import Inference, usable_cores
 from utils.video import Completeness, DecodeStats, check_input
 from utils.windows import Window, WindowAssembler
