@@ -1,10 +1,7 @@
 import os
 import shutil
-import stat
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -115,39 +112,11 @@ def run_cli(*args, cwd=None, pythonpath=None, env=None, timeout=None):
     )
 
 
-class WatchedFifo:
-    """A named pipe standing in for a video, that notices being opened.
-
-    Opening a FIFO for reading blocks until a writer comes, so a watcher thread polls for a reader
-    (a non-blocking open for writing succeeds only when one is there), records it in ``opened``
-    and closes at once: the reader gets an empty stream instead of hanging.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        os.mkfifo(self.path)
-        assert stat.S_ISFIFO(self.path.stat().st_mode)
-        self.opened = False
-        self._stop = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self):
-        while not self._stop.is_set():
-            try:
-                handle = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:  # ENXIO: nobody has it open for reading
-                time.sleep(0.005)
-                continue
-            self.opened = True
-            os.close(handle)
-
-    def __enter__(self):
-        self._watcher.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._watcher.join()
+def fifo_video(path: Path) -> Path:
+    """A named pipe standing in for a video: reading it is refused with a line of its own ("not a
+    regular file"), so a run that reads it before an error it should report first shows it."""
+    os.mkfifo(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dSte
 
 from main import main
 from models.r21d import KINETICS_PRESET
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, make_extractor, network_for, random_network
+from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, network_for, random_network
 from tests.recipes import R21D_TOLERANCE as TOLERANCE, decoded_frames, r21d_recipe, reference_features
 from utils.transforms import preprocess
 from utils.weights import WeightsError
@@ -108,7 +108,7 @@ def test_extracts_the_samples(path, r21d_checkpoint):
 @pytest.mark.slow
 def test_features_through_the_command_line_equal_torchvision_on_the_published_recipe(r21d_checkpoint, tmp_path):
     code = main([f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
-                 "on_extraction=save_numpy", f"output_path={tmp_path}"])
+                 "on_extraction=save_numpy", f"output_path={tmp_path}", f"input_root={ROOT / 'sample'}"])
     assert code == 0
     features = np.load(tmp_path / "r21d" / "r2plus1d_18_16_kinetics" / "b_r21d.npy")
     reference = r2plus1d_18(weights=None)

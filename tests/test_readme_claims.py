@@ -43,7 +43,7 @@ def saved(tmp_path, name, key):
 
 
 def test_video_paths_may_be_one_path_without_brackets_and_outputs_have_the_documented_types(cli, tmp_path):
-    code, _, err = cli(f"video_paths={SAMPLE_B}")  # README: video_paths=./sample/a.mp4
+    code, _, err = cli(f"video_paths={SAMPLE_B}", f"input_root={ROOT / 'sample'}")  # README: video_paths=./sample/a.mp4
     assert code == 0 and err.endswith("1 extracted, 0 skipped, 0 failed\n")
     features, times, fps = (saved(tmp_path, "b", key) for key in ("r21d", "timestamps_ms", "fps"))
     assert (features.shape, features.dtype) == ((158 // 16, 512), np.float32)
@@ -99,8 +99,8 @@ def test_a_claim_is_refreshed_while_its_video_is_extracted(tmp_path, r21d_checkp
     claim = tmp_path / "out" / OUT[0] / OUT[1] / "a.claim"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A}]", f"weights_path={r21d_checkpoint}",
-         "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", "stack_size=8", "step_size=24",
-         "claim_stale_seconds=0.4"],
+         "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", f"input_root={ROOT / 'sample'}",
+         "stack_size=8", "step_size=24", "claim_stale_seconds=0.4"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     times = set()  # the claim's modification times seen while it exists
@@ -121,7 +121,8 @@ def test_a_claim_is_refreshed_while_its_video_is_extracted(tmp_path, r21d_checkp
 
 
 def test_the_settings_record_holds_what_made_the_outputs(cli, tmp_path, r21d_checkpoint):
-    assert cli(f"video_paths=[{SAMPLE_B}]", "extraction_fps=10", "stack_size=8", "step_size=4")[0] == 0
+    assert cli(f"video_paths=[{SAMPLE_B}]", f"input_root={ROOT / 'sample'}", "extraction_fps=10", "stack_size=8",
+               "step_size=4")[0] == 0
     record = json.loads((tmp_path / "out" / OUT[0] / OUT[1] / "b_settings.json").read_text())
     stat = os.stat(r21d_checkpoint)
     assert record["feature_type"] == "r21d" and record["model_name"] == "r2plus1d_18_16_kinetics"
@@ -174,19 +175,20 @@ def test_a_rotated_clip_is_turned_upright_with_the_reencode_method_too(tmp_path,
 def test_a_quoted_path_with_spaces_commas_and_accents_runs(cli, tmp_path):
     path = tmp_path / "my clip, été.mp4"
     shutil.copy(SAMPLE_B, path)
-    code, _, err = cli(f'video_paths=["{path}"]', *FAST)
+    code, _, err = cli(f'video_paths=["{path}"]', f"input_root={tmp_path}", *FAST)
     assert code == 0, err
     assert saved(tmp_path, "my clip, été", "r21d").shape == (1, 512)
 
 
-def test_every_shard_names_a_video_from_the_whole_list(cli, tmp_path):
+def test_every_shard_names_a_video_alike(cli, tmp_path):
     for folder, source in (("cat", SAMPLE_A), ("dog", SAMPLE_B)):
         (tmp_path / "videos" / folder).mkdir(parents=True)
         shutil.copy(source, tmp_path / "videos" / folder / "0.mp4")
     listing = tmp_path / "list.txt"
     listing.write_text(f"{tmp_path / 'videos/dog/0.mp4'}\n{tmp_path / 'videos/cat/0.mp4'}\n")
-    # shard 0 of 2 is cat/0.mp4 (by path); alone, its name would be "0"
-    assert cli(f"file_with_video_paths={listing}", "shard_id=0", "num_shards=2", *FAST)[0] == 0
+    # shard 0 of 2 is cat/0.mp4 (by path); its name comes from its path alone
+    assert cli(f"file_with_video_paths={listing}", f"input_root={tmp_path / 'videos'}", "shard_id=0", "num_shards=2",
+               *FAST)[0] == 0
     written = sorted(p.relative_to(tmp_path / "out" / OUT[0] / OUT[1]).as_posix()
                      for p in (tmp_path / "out" / OUT[0] / OUT[1]).rglob("*.npy"))
     assert written == ["cat/0_fps.npy", "cat/0_r21d.npy", "cat/0_timestamps_ms.npy"]

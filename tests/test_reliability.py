@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from main import main
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, WatchedFifo, make_extractor, needs_ffmpeg, randomize, run_cli
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, fifo_video, make_extractor, needs_ffmpeg, randomize, run_cli
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 
@@ -94,13 +94,12 @@ def test_stale_temporary_files_are_removed_and_live_ones_kept(cli, tmp_path):
 
 def test_an_unusable_output_path_fails_before_any_video(tmp_path):
     # A fresh process with a time limit: a regression that reads the video, or hangs, fails here
-    # instead of stopping the suite. The video is a FIFO that notices being opened.
+    # instead of stopping the suite. The video is a FIFO: reading it would add a line of its own.
     (tmp_path / "file").write_text("")
     unusable = tmp_path / "file" / "out"
-    with WatchedFifo(tmp_path / "video.mp4") as video:
-        result = run_cli(f"video_paths=[{video.path}]", "pretrained=false", "device=cpu", "on_extraction=save_numpy",
-                         f"output_path={unusable}", cwd=tmp_path, timeout=120)
-    assert not video.opened, "the video was opened before the output path was checked"
+    video = fifo_video(tmp_path / "video.mp4")
+    result = run_cli(f"video_paths=[{video}]", "pretrained=false", "device=cpu", "on_extraction=save_numpy",
+                     f"output_path={unusable}", cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [f"error: output_path={unusable}: cannot write there (Not a directory)"]
 
@@ -167,7 +166,8 @@ def test_ctrl_c_stops_with_one_line_exit_130_and_no_temporary_file(tmp_path):
     folder = tmp_path / "out" / OUT[0] / OUT[1]
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "pretrained=false",
-         "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", "stack_size=8", "step_size=8"],
+         "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", f"input_root={ROOT / 'sample'}",
+         "stack_size=8", "step_size=8"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
         # as from a terminal: a child of a background job would inherit SIGINT ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

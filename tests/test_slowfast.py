@@ -237,7 +237,7 @@ def test_three_crops_with_extraction_fps_saved_as_pickle_equal_pytorchvideo(r50,
     out = tmp_path / "out"
     code = main(["feature_type=slowfast", f"weights_path={checkpoint}", "device=cpu", "crops=3", "extraction_fps=15",
                  "stack_size=32", "step_size=64", f"video_paths=[{SAMPLE_B}]", "on_extraction=save_pickle",
-                 f"output_path={out}"])
+                 f"output_path={out}", f"input_root={ROOT / 'sample'}"])
     assert code == 0
     saved = {}
     for key in ("slowfast", "timestamps_ms", "fps"):

@@ -18,7 +18,7 @@ from transformers import TimesformerConfig, TimesformerForVideoClassification
 from main import main
 from models.registry import load_family
 from models.timesformer.network import TimeSformer
-from tests.conftest import SAMPLE_B, make_config, make_extractor, randomize
+from tests.conftest import ROOT, SAMPLE_B, make_config, make_extractor, randomize
 from tests.recipes import decoded_frames, timesformer_recipe
 from utils.extractor import Extractor
 from utils.labels import class_names
@@ -280,7 +280,7 @@ def test_features_through_the_command_line_equal_transformers_on_the_official_re
                                                                                      capsys):
     code = main(["feature_type=timesformer", f"weights_path={official_file}", "stack_size=64", "step_size=64",
                  "batch_size=2", f"video_paths=[{SAMPLE_B}]", "device=cpu", "show_pred=true",
-                 "on_extraction=save_numpy", f"output_path={tmp_path}"])
+                 "on_extraction=save_numpy", f"output_path={tmp_path}", f"input_root={ROOT / 'sample'}"])
     assert code == 0
     folder = tmp_path / "timesformer" / "timesformer_divst_8x32_224_k400"
     features = np.load(folder / "b_timesformer.npy")
@@ -305,7 +305,7 @@ def test_features_through_the_command_line_equal_transformers_on_the_official_re
 def test_three_crops_saved_as_pickle_equal_transformers_on_the_official_three_views(hf_base, official_file, tmp_path):
     code = main(["feature_type=timesformer", f"weights_path={official_file}", "crops=3", "stack_size=64",
                  "step_size=200", f"video_paths=[{SAMPLE_B}]", "device=cpu", "on_extraction=save_pickle",
-                 f"output_path={tmp_path}"])
+                 f"output_path={tmp_path}", f"input_root={ROOT / 'sample'}"])
     assert code == 0
     folder = tmp_path / "timesformer" / "timesformer_divst_8x32_224_k400"
     with open(folder / "b_timesformer.pkl", "rb") as file:

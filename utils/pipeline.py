@@ -27,7 +27,7 @@ from utils.decode_worker import (DecodeSegment, Failed, Frames, Opened, OpenVide
 from utils.decoders import DecoderPool, Died
 from utils.device_feed import DeviceFeed
 from utils.inference import Inference, usable_cores
-from utils.video import Completeness, DecodeStats, check_input
+from utils.video import Completeness, DecodeStats, VideoError, check_input
 from utils.windows import Window, WindowAssembler
 
 LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
@@ -236,7 +236,14 @@ class Extraction:
             job, path = self.unopened.popleft()
             try:
                 check_input(path)
+            except VideoError as error:
+                self.results.append(VideoResult(path, error=str(error)))
+                continue
+            try:
                 reason = self.skip(path) if self.skip is not None else None
+            except OSError as error:  # e.g. a claim that cannot be written: for this video alone
+                self.results.append(VideoResult(path, error=f"cannot claim it: {error.strerror}: {error.filename}"))
+                continue
             except Exception as error:  # the caller's skip() decides for this video alone
                 self.results.append(VideoResult(path, error=str(error) or type(error).__name__))
                 continue
