@@ -7,10 +7,12 @@ options or weights, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at 
 scancel, kill).
 """
 import contextlib
+import copy
 import signal
 import sys
 import threading
 import warnings
+from typing import Optional
 
 STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
 
@@ -29,21 +31,19 @@ if __name__ == "__main__":
             signal.signal(_number, _stop_while_no_video_is_read)
 
 import hydra  # noqa: E402  (after the handlers above: these imports take seconds)
-from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep
 from hydra.errors import CompactHydraException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
-from utils.config import CONFIG_DIR, ConfigError, check_config, check_files, load_config, video_paths
-from utils.inference import DeviceError
-from utils.output import OutputNameClash
+from utils.config import CONFIG_DIR, check_config, check_files, load_config, one_line, video_paths
+from utils.errors import DeviceError, OutputNameClash, SettingsError, WeightsError
+from utils.network.weights import check_weights_path
 from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, Run
-from utils.runlog import status_report
-from utils.weights import WeightsError, check_weights_path
+from utils.store.runlog import status_report
 
 QUOTING_HINT = (
     "quote a value with spaces, commas, '=' or non-ASCII letters, e.g. 'video_paths=[\"my clip.mp4\"]', "
@@ -83,14 +83,11 @@ def signals_stop_the_run():
             signal.signal(number, handler)
 
 
-_exit_codes: list[int] = []  # of the jobs run in this process
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     tqdm.write(f"warning: {message}", file=sys.stderr)  # on its own line, not glued to a progress bar
 
 
-def run_job(cfg: DictConfig) -> int:
+def run_job(cfg: DictConfig, sweep_job: Optional[int] = None) -> int:
     """One job: the run of one configuration; returns its exit code. Ctrl-C (SIGTERM) ends the
     process with one line and exit code 130 (143); a sweep's other jobs do not start."""
     run = None
@@ -98,9 +95,9 @@ def run_job(cfg: DictConfig) -> int:
         check_config(cfg)
         if cfg.status:
             return print_status(cfg)
-        run = Run(cfg)
+        run = Run(cfg, sweep_job=sweep_job)
         summary = run()
-    except (ConfigError, OutputNameClash, WeightsError) as error:
+    except (SettingsError, OutputNameClash, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
     except DeviceError as error:  # every other video would fail the same way: stop
@@ -139,46 +136,74 @@ def app(cfg: DictConfig) -> None:
     if multirun:
         print(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}", file=sys.stderr)
     with signals_stop_the_run():
-        code = run_job(cfg)
+        code = run_job(cfg, hydra_config.job.num if multirun else None)
     if code and multirun:
         raise JobFailed(f"job {hydra_config.job.num} ended with exit code {code}")
-    _exit_codes.append(code)
+    if code:
+        raise SystemExit(code)
+
+
+# Hydra's flags after which nothing runs, so no list or weights file is needed
+NOTHING_RUNS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version"}
 
 
 def check_overrides(argv: list[str]) -> None:
     """Bad overrides, a missing list file or weights file, as one line before Hydra starts (Hydra's
-    own report spans many lines and exits 1; a sweep would start every job). Each value of a sweep
-    is checked with the first value of the others."""
-    args = get_args_parser().parse_args(argv)
+    own report spans many lines and exits 1; a sweep would start every job). The config is composed
+    once with each sweep's first value; the other values of a sweep (a choice list or a range) are
+    set into a copy of it and checked there, and each feature_type of a sweep is composed, since
+    choosing another one changes the config."""
+    overrides = [word for word in argv if not word.startswith("-") and ("=" in word or word.startswith("~"))]
     try:
-        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as error:
-        raise ConfigError(f"{str(error).splitlines()[0]}; {QUOTING_HINT}") from None
-    first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
-             else o.input_line for o in parsed]
-    configs = [load_config(first)]
+        raise SettingsError(f"{str(error).splitlines()[0]}; {QUOTING_HINT}") from None
+    first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
+             for o in parsed]
+    cfg = load_config(first)
+    configs = [cfg]
     for index, override in enumerate(parsed):
-        if isinstance(override.value(), ChoiceSweep):
-            for value in list(override.sweep_string_iterator())[1:]:
-                swept = f"{override.get_key_element()}={value}"
-                configs.append(load_config(first[:index] + [swept] + first[index + 1:]))
-    if args.help or args.hydra_help or args.cfg or args.info:
-        return  # nothing runs, no file is needed
-    for cfg in configs:
-        check_files(cfg)
-        check_weights_path(cfg.weights_path)
+        key = override.get_key_element().lstrip("+~")
+        if not override.is_sweep_override() or key.startswith(("hydra.", "hydra/")):
+            continue
+        for value in list(override.sweep_string_iterator())[1:]:
+            if key == "feature_type":
+                configs.append(load_config(first[:index] + [f"feature_type={value}"] + first[index + 1:]))
+            else:
+                configs.append(with_sweep_value(cfg, key, value))
+    if NOTHING_RUNS.intersection(word.split("=")[0] for word in argv):
+        return
+    for each in configs:
+        check_files(each)
+        check_weights_path(each.weights_path)
+
+
+def with_sweep_value(cfg: DictConfig, key: str, value: str) -> DictConfig:
+    """A copy of ``cfg`` with one value of a sweep (as Hydra's override grammar spells it), checked."""
+    parsed = OverridesParser.create().parse_override(f"{key}={value}").value()
+    swept = copy.deepcopy(cfg)
+    try:
+        OmegaConf.update(swept, key, parsed, merge=False)
+    except OmegaConfBaseException as error:
+        raise SettingsError(one_line(error)) from None
+    check_config(swept)
+    return swept
 
 
 def main(argv: list[str]) -> int:
+    """Runs the command line; returns its exit code. Every outcome ends as SystemExit: a job's
+    code (app), Hydra's own exit 1 for a failed sweep job, or a signal's 130 / 143."""
     try:
         check_overrides(argv)
-    except (ConfigError, WeightsError) as error:
+    except (SettingsError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
-    _exit_codes.clear()
     sys.argv = [sys.argv[0], *argv]
-    app()
-    return max(_exit_codes, default=0)
+    try:
+        app()
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else EXIT_FAILED
+    return EXIT_DONE
 
 
 if __name__ == "__main__":

@@ -114,14 +114,14 @@ def weights_options(args) -> dict:
 
 def build(args, **overrides):
     from utils.config import load_config
-    from utils.extractor import build_extractor
+    from utils.extractor import Extractor
 
     options = {"feature_type": args.feature_type, "device": args.device, "batch_size": args.batch_size,
                "precision": args.precision, "compile": args.compile, "crops": args.crop_count,
                **weights_options(args), **overrides}
     if args.model_name:
         options["model_name"] = args.model_name
-    return build_extractor(load_config(options))
+    return Extractor(load_config(options))
 
 
 def random_batch(extractor, batch_size: int):
@@ -152,12 +152,12 @@ def child_model_only(args) -> dict:
 
 
 def child_decode(args) -> dict:
-    from utils.video import VideoReader
+    from utils.video.reader import VideoReader
 
     extractor = build(args)
     start = time.perf_counter()
     plan = extractor.plan
-    frames = sum(1 for _ in VideoReader(args.video, extractor.extraction_fps).frames(plan.uses, plan.skips_frames))
+    frames = sum(1 for _ in VideoReader(args.video, extractor.extraction_fps).frames(plan.uses, plan.leaves_frames_out))
     seconds = time.perf_counter() - start
     return {"windows_per_s": extractor.plan.count(frames) / seconds}
 
@@ -252,7 +252,7 @@ def compare_tools(args) -> list[str]:
         ours = (f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, 'main.py'))} "
                 f"feature_type={args.feature_type} model_name={model} device={args.device} {weights} "
                 f"batch_size={args.batch_size} 'video_paths=[{video}]' on_extraction=save_numpy "
-                f"output_path={shlex.quote(ours_dir)}")
+                f"output_path={shlex.quote(ours_dir)} input_root={shlex.quote(os.path.dirname(video))}")
         theirs = args.compare.format(video=shlex.quote(video), output=shlex.quote(theirs_dir))
         ours_file = os.path.join(ours_dir, args.feature_type, model, f"{stem}_{args.feature_type}.npy")
         theirs_file = args.compare_features.format(output=theirs_dir) if args.compare_features else None

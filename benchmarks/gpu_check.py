@@ -81,7 +81,7 @@ def check(args, feature_type: str, budget: Budget) -> str:
 
     from utils.config import load_config
     from utils.extractor import Extractor
-    from utils.inference import resolve_decode_workers
+    from utils.video.pool import resolve_decode_workers
 
     def build(workers):
         return Extractor(load_config({"feature_type": feature_type, "device": args.device, "pretrained": False,
@@ -91,7 +91,7 @@ def check(args, feature_type: str, budget: Budget) -> str:
     cuda = args.device.startswith("cuda")
     cells = []
     extractor = build("auto")
-    all_workers = resolve_decode_workers("auto", extractor.device)
+    all_workers = resolve_decode_workers("auto", extractor.device.type)
     clips = random_batch(extractor, args.batch_size)
     extractor.inference(clips)  # warm-up: cuDNN's autotuning, allocations
     forwards, start = 0, time.perf_counter()

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 from omegaconf import OmegaConf
 
-from utils.preprocessing import Preprocessing
+from utils.frames.preprocessing import Preprocessing
 
 CONFIG_GROUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "feature_type")
 
@@ -35,10 +35,10 @@ class Checkpoint:
     stack_size: int  # default frames per window
     step_size: int  # default frames from one window's start to the next
     preprocessing: Preprocessing
-    classes: str  # the label set of its logits (utils/labels.py)
+    classes: str  # the label set of its logits (utils/network/labels.py)
     num_classes: int = 400
     num_frames: Optional[int] = None  # frames the network sees per window; None: every frame
-    sampling: str = "linspace"  # how those are picked from a window (utils/windows.py)
+    sampling: str = "linspace"  # how those are picked from a window (utils/frames/windows.py)
     sha256_prefix: Optional[str] = None  # checked on download where the release names it
     key_prefix: str = ""  # prefix of the state dict's keys in the official file
 

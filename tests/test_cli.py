@@ -11,7 +11,7 @@ import torch
 
 from main import main
 from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, fifo_video, make_extractor, needs_ffmpeg, run_cli
-from utils.weights import WeightsError
+from utils.errors import WeightsError
 
 KEYS = ("r21d", "timestamps_ms", "fps")
 
@@ -145,12 +145,12 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
 
 @pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 15), ("cuda", 64, 16), ("cuda", 6, 5), ("cuda", 1, 1)])
 def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_every_other_core(device, cores, workers, monkeypatch):
-    import utils.inference
-    from utils.inference import resolve_decode_workers
+    import utils.video.pool
+    from utils.video.pool import resolve_decode_workers
 
-    monkeypatch.setattr(utils.inference, "usable_cores", lambda: cores)
-    assert resolve_decode_workers("auto", torch.device(device)) == workers
-    assert resolve_decode_workers(2, torch.device(device)) == 2
+    monkeypatch.setattr(utils.video.pool, "usable_cores", lambda: cores)
+    assert resolve_decode_workers("auto", device) == workers
+    assert resolve_decode_workers(2, device) == 2
 
 
 def test_help_lists_every_option_with_its_default():
@@ -248,7 +248,7 @@ def test_show_pred_prints_the_top_classes_of_every_window(cli):
     rows = [line for line in out.splitlines() if line.strip().startswith(("0.00-", "0.53-"))]
     assert rows[0].strip().startswith("0.00-   0.53 s")
     assert len(rows[0].split(" | ")) == 5
-    from utils.labels import kinetics400
+    from utils.network.labels import kinetics400
 
     assert rows[0].split("s  ", 1)[1].rsplit(" ", 1)[0].split(" | ")[0].rsplit(" ", 1)[0] in kinetics400()
 

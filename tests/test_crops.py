@@ -14,10 +14,10 @@ from main import main
 from models.registry import load_family
 from tests.conftest import ROOT, SAMPLE_B, make_extractor
 from tests.recipes import R21D_TOLERANCE, decoded_frames, r21d_recipe, reference_features
-from utils.crops import crop_boxes
-from utils.output import describe_predictions
-from utils.transforms import preprocess
-from utils.video import VideoReader
+from utils.frames.crops import crop_boxes
+from utils.frames.transforms import preprocess
+from utils.store.printing import describe_predictions
+from utils.video.reader import VideoReader
 
 # one window of 8 frames: 10 crops of it stay cheap on a CPU
 ONE_WINDOW = dict(stack_size=8, step_size=200)

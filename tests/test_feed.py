@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg
-from utils.segments import MIN_SEGMENT_SECONDS
+from utils.video.segments import MIN_SEGMENT_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_a_decoding_process_that_dies_fails_its_video_alone(r21d_checkpoint):
     results = extractor.extract_many([SAMPLE_B, c, SAMPLE_A])
     first = next(results)
     # the process is on c.mp4 now, waiting for the network to take its frames
-    (process,) = [p for p in psutil.Process().children() if "utils.decode_worker" in " ".join(p.cmdline())]
+    (process,) = [p for p in psutil.Process().children() if "utils.video.worker" in " ".join(p.cmdline())]
     process.send_signal(signal.SIGKILL)
     rest = list(results)
     assert first.path == SAMPLE_B and first.error is None
@@ -81,7 +81,7 @@ def test_a_decoding_process_that_dies_fails_its_video_alone(r21d_checkpoint):
 
 
 def test_the_decoding_processes_do_not_import_torch():
-    code = "import sys, utils.decode_worker; print('torch' in sys.modules)"
+    code = "import sys, utils.video.worker; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.strip() == "False", done.stderr
@@ -122,7 +122,7 @@ def test_a_device_failure_stops_the_run_with_one_line(tmp_path, r21d_checkpoint,
     import torch
 
     from main import main
-    from utils.inference import Inference
+    from utils.network.runner import Inference
 
     def out_of_memory(self, clips):  # what a GPU does when a batch does not fit (none here to do it)
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

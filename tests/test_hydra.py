@@ -8,7 +8,7 @@ TINY_PACKAGE = '''
 from torch import nn
 
 from models.registry import Checkpoint, Family, register
-from utils.preprocessing import Preprocessing
+from utils.frames.preprocessing import Preprocessing
 
 
 class MeanColour(nn.Module):

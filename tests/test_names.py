@@ -6,7 +6,8 @@ import pytest
 
 from main import main
 from tests.conftest import SAMPLE_B
-from utils.output import OutputNameClash, output_name, output_names
+from utils.errors import OutputNameClash
+from utils.store.names import output_name, output_names
 
 
 def test_a_name_is_the_path_under_input_root_or_else_the_absolute_path(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ def test_a_full_disk_at_start_is_one_line_and_exit_2_and_leaves_no_run_log(tmp_p
 
 def test_a_run_log_that_cannot_be_written_leaves_no_file(tmp_path):
     disk = tmp_path / "disk"
-    script = ("import sys\nfrom utils.config import load_config\nfrom utils.runlog import RunLog\n"
+    script = ("import sys\nfrom utils.config import load_config\nfrom utils.store.runlog import RunLog\n"
               "try:\n    RunLog(sys.argv[1], load_config({'pretrained': False}), 'cpu', '0/1')\n"
               "except OSError as error:\n    print(error.strerror)\n")
     result = on_a_full_disk(disk, sys.executable, "-c", script, str(disk / "out"))

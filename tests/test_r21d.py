@@ -9,8 +9,8 @@ from main import main
 from models.r21d import KINETICS_PRESET
 from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, network_for, random_network
 from tests.recipes import R21D_TOLERANCE as TOLERANCE, decoded_frames, r21d_recipe, reference_features
-from utils.transforms import preprocess
-from utils.weights import WeightsError
+from utils.errors import WeightsError
+from utils.frames.transforms import preprocess
 
 
 

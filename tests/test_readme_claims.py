@@ -17,9 +17,9 @@ import torch
 
 from main import main
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg
-from utils.extractor import ExtractionError
-from utils.runlog import read_records
-from utils.weights import WeightsError
+from utils.errors import ExtractionError
+from utils.errors import WeightsError
+from utils.store.runlog import read_records
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 FAST = ("stack_size=8", "step_size=200")  # one short window: quick on 2 cores

@@ -210,8 +210,8 @@ def test_the_flat_memory_mechanism_a_video_in_flight_keeps_copies_not_views_of_t
     # the freed window buffers in glibc's heap: memory grew by about two windows per window (5 GB
     # over 750 windows of a 20-minute video).
     from utils.pipeline import VideoInFlight
-    from utils.video import Completeness
-    from utils.windows import Window, WindowAssembler, WindowPlan
+    from utils.video.reader import Completeness
+    from utils.frames.windows import Window, WindowAssembler, WindowPlan
 
     video = VideoInFlight("v.mp4", 0, 25.0, Completeness(None, 0.04), {0: WindowAssembler(WindowPlan(2, 2, (0, 1)), 0.04)},
                           None, windows_pending=2)
@@ -223,8 +223,8 @@ def test_the_flat_memory_mechanism_a_video_in_flight_keeps_copies_not_views_of_t
 
 def test_the_samples_give_every_model_several_real_windows():
     from models.registry import families
-    from utils.video import VideoReader
-    from utils.windows import WindowPlan
+    from utils.video.reader import VideoReader
+    from utils.frames.windows import WindowPlan
 
     with VideoReader(str(ROOT / "sample" / "c.mp4")) as reader:
         frames = sum(1 for _ in reader.frames(lambda index: False))

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B
-from utils.runlog import read_records
+from utils.store.runlog import read_records
 
 
 def start(*args, cwd, import_times=False):

@@ -18,10 +18,10 @@ from models.slowfast import TUTORIAL
 from models.slowfast.network import slow_pathway_indices
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg, network_for, random_network
 from tests.recipes import decoded_frames, uniform_crop_box
-from utils.labels import kinetics400
-from utils.weights import WeightsError
-from utils.transforms import preprocess
-from utils.windows import network_offsets
+from utils.errors import WeightsError
+from utils.frames.transforms import preprocess
+from utils.frames.windows import network_offsets
+from utils.network.labels import kinetics400
 
 with warnings.catch_warnings():  # deprecated, but it is exactly what the tutorial uses
     warnings.simplefilter("ignore")

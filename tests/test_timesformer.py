@@ -20,11 +20,12 @@ from models.registry import load_family
 from models.timesformer.network import TimeSformer
 from tests.conftest import ROOT, SAMPLE_B, make_config, make_extractor, randomize
 from tests.recipes import decoded_frames, timesformer_recipe
+from utils.errors import WeightsError
 from utils.extractor import Extractor
-from utils.labels import class_names
-from utils.weights import WeightsError, hub_cache_path, load_strict
-from utils.transforms import preprocess
-from utils.windows import linspace_offsets, network_offsets, segment_middle_offsets
+from utils.frames.transforms import preprocess
+from utils.frames.windows import linspace_offsets, network_offsets, segment_middle_offsets
+from utils.network.labels import class_names
+from utils.network.weights import hub_cache_path, load_strict
 
 TIMESFORMER = load_family("timesformer", "models.timesformer")
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg
-from utils.segments import split
-from utils.skipping import SkipMismatch
-from utils.video import DecodeStats, PartialVideo, VideoError, VideoReader, rgb_view
-from utils.windows import WindowPlan
+from utils.frames.windows import WindowPlan
+from utils.video.numbering import NumberingMismatch
+from utils.video.reader import DecodeStats, PartialVideo, VideoError, VideoReader, rgb_view
+from utils.video.segments import split
 
 
 
@@ -149,16 +149,16 @@ def test_skipping_unwanted_frames_gives_the_same_frames(tmp_path, case):
     wanted = lambda index: index % 3 == 1  # noqa: E731
     plain = list(VideoReader(path).frames(wanted))
     reader = VideoReader(path)
-    skipping = list(reader.frames(wanted, skip_unwanted=True))
+    skipping = list(reader.frames(wanted, only_used=True))
     assert [(f.index, f.time) for f in skipping] == [(f.index, f.time) for f in plain]
     for ours, theirs in zip(skipping, plain):
         assert (ours.image is None) == (theirs.image is None)
         if ours.image is not None:
             np.testing.assert_array_equal(ours.image, theirs.image)
     if case == "no B-frames":
-        assert reader.skipped_frames == 0  # every frame is a reference for the next
+        assert reader.undecoded_frames == 0  # every frame is a reference for the next
     else:
-        assert reader.skipped_frames > len(plain) // 6
+        assert reader.undecoded_frames > len(plain) // 6
 
 
 @needs_ffmpeg
@@ -168,8 +168,8 @@ def test_a_stream_without_timestamps_has_no_index_and_is_decoded_whole(tmp_path)
     assert reader.index() is None
     wanted = lambda index: index % 3 == 1  # noqa: E731
     plain = [(f.index, f.time) for f in VideoReader(path).frames(wanted)]
-    assert [(f.index, f.time) for f in reader.frames(wanted, skip_unwanted=True)] == plain and len(plain) > 20
-    assert reader.skipped_frames == 0
+    assert [(f.index, f.time) for f in reader.frames(wanted, only_used=True)] == plain and len(plain) > 20
+    assert reader.undecoded_frames == 0
 
 
 @needs_ffmpeg
@@ -180,8 +180,8 @@ def test_a_cut_inside_an_open_gop_is_found_out_when_decoding(tmp_path):
     path = str(tmp_path / "cut.mkv")
     subprocess.run(["ffmpeg", "-v", "error", "-i", source, "-ss", "0.7", "-c", "copy", path], check=True)
     assert len(list(VideoReader(path).frames(lambda index: index % 3 == 1))) > 20
-    with pytest.raises(SkipMismatch, match="not decoded"):
-        list(VideoReader(path).frames(lambda index: index % 3 == 1, skip_unwanted=True))
+    with pytest.raises(NumberingMismatch, match="not decoded"):
+        list(VideoReader(path).frames(lambda index: index % 3 == 1, only_used=True))
 
 
 @needs_ffmpeg
@@ -202,8 +202,8 @@ def test_rotated_videos_come_out_upright_as_ffmpeg_shows_them(tmp_path, rotate):
         assert next(container.decode(video=0)).rotation == 0
     shape = (270, 480, 3) if rotate == "180" else (480, 270, 3)
     wanted = lambda index: index % 3 == 1  # noqa: E731
-    for fps, skip_unwanted in [(None, False), (None, True), (5, False)]:
-        ours = list(VideoReader(rotated, fps).frames(wanted, skip_unwanted))
+    for fps, only_used in [(None, False), (None, True), (5, False)]:
+        ours = list(VideoReader(rotated, fps).frames(wanted, only_used))
         theirs = list(VideoReader(upright, fps).frames(wanted))
         assert [(f.index, f.time) for f in ours] == [(f.index, f.time) for f in theirs]
         assert sum(f.image is not None for f in ours) >= 3
@@ -235,7 +235,7 @@ def video_packets(path):
         return [(p.pos, p.size, p.is_keyframe) for p in container.demux(video=0) if p.size]
 
 
-READ_PATHS = {  # name: (extraction_fps, skip_unwanted)
+READ_PATHS = {  # name: (extraction_fps, only_used)
     "native": (None, False),
     "skipping": (None, True),
     "resampled": (2, False),
@@ -245,12 +245,12 @@ TRUNCATED = r"^truncated: decoding ended at \d+\.\d s of the declared 12\.0 s \(
 
 def read_all(path, read, keep_partial=False):
     """Frames read until the end or an error: (frames, error)."""
-    fps, skip_unwanted = READ_PATHS[read]
+    fps, only_used = READ_PATHS[read]
     frames = []
     try:
-        for frame in VideoReader(path, fps, keep_partial=keep_partial).frames(lambda i: i % 3 == 1, skip_unwanted):
+        for frame in VideoReader(path, fps, keep_partial=keep_partial).frames(lambda i: i % 3 == 1, only_used):
             frames.append(frame)
-    except (VideoError, SkipMismatch) as error:
+    except (VideoError, NumberingMismatch) as error:
         return frames, error
     return frames, None
 
@@ -269,7 +269,7 @@ def test_a_truncated_file_raises_once_its_frames_are_read(tmp_path, clip_12s, re
     path = tmp_path / "cut.mp4"
     path.write_bytes(data)
     frames, error = read_all(str(path), read)
-    if isinstance(error, SkipMismatch):  # the cut-off packet can leave the last frame unnumbered: the
+    if isinstance(error, NumberingMismatch):  # the cut-off packet can leave the last frame unnumbered: the
         assert cut == "half of the bytes"  # pipeline then decodes again, every frame
         frames, error = read_all(str(path), "native")
     assert isinstance(error, VideoError)
@@ -349,21 +349,21 @@ SEGMENT_CASES = {  # name: (file name, ffmpeg input options, ffmpeg output optio
                                       "-fps_mode", "vfr"]),
     "mpeg-4 part 2 in avi": ("m.avi", [], ["-c:v", "mpeg4", "-g", "15"]),
 }
-SEGMENT_READS = {  # name: (extraction_fps, skip_unwanted, plan)
+SEGMENT_READS = {  # name: (extraction_fps, only_used, plan)
     "every frame": (None, False, WindowPlan(8, 8, tuple(range(8)))),
     "sparse, skipping": (None, True, WindowPlan(12, 10, (0, 5, 11))),
     "resampled": (7, False, WindowPlan(4, 3, (0, 1, 2, 3))),
 }
 
 
-def segment_frames(path, fps, skip_unwanted, plan, segment):
+def segment_frames(path, fps, only_used, plan, segment):
     """(index, time, image) of the frames a segment's windows see, and the stats the read owned."""
     import av
 
     reader, rgb = VideoReader(path, fps), av.video.reformatter.VideoReformatter()
     wanted = lambda index: plan.uses(index, segment.first_window, segment.end_window)  # noqa: E731
     frames = []
-    for decoded in reader.decoded(wanted, skip_unwanted, segment):
+    for decoded in reader.decoded(wanted, only_used, segment):
         if decoded.wanted and decoded.frame is not None:
             frames.append((decoded.index, decoded.time, np.ascontiguousarray(rgb_view(rgb, decoded.frame))))
     return frames, reader.stats
@@ -375,7 +375,7 @@ def segment_frames(path, fps, skip_unwanted, plan, segment):
 def test_segments_give_the_frames_of_the_whole_video(tmp_path, case, read):
     name, input_options, output_options = SEGMENT_CASES[case]
     path = encoded(tmp_path, name, output_options, input_options)
-    fps, skip_unwanted, plan = SEGMENT_READS[read]
+    fps, only_used, plan = SEGMENT_READS[read]
     reader = VideoReader(path, fps)
     segments = split(reader.index(), plan, reader.time_base, reader.shift, fps, max_segments=4, min_seconds=0.5)
     assert len(segments) >= 3 and segments[-1].last and not segments[1].cut.at_start
@@ -383,7 +383,7 @@ def test_segments_give_the_frames_of_the_whole_video(tmp_path, case, read):
     stats = DecodeStats()
     seen = set()
     for segment in segments:
-        frames, owned = segment_frames(path, fps, skip_unwanted, plan, segment)
+        frames, owned = segment_frames(path, fps, only_used, plan, segment)
         stats = stats.merged(owned)
         for index, time, image in frames:
             if not plan.uses(index, segment.first_window, segment.end_window):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from utils.windows import WindowAssembler, WindowPlan
+from utils.frames.windows import WindowAssembler, WindowPlan
 
 
 def cut(plan, n_frames, fps=10.0):
@@ -78,7 +78,7 @@ def test_memory_holds_at_most_one_window_of_frames():
 )
 def test_decoding_may_skip_frames_only_where_some_are_in_no_window(stack, step, offsets, skips):
     plan = WindowPlan(stack, step, tuple(offsets))
-    assert plan.skips_frames == skips == (not all(plan.uses(i) for i in range(200)))
+    assert plan.leaves_frames_out == skips == (not all(plan.uses(i) for i in range(200)))
 
 
 def test_segments_cut_the_windows_of_the_whole_video_between_them():

@@ -6,7 +6,6 @@ each other) ``check_config`` says, in one line that names the option.
 """
 import dataclasses
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from enum import Enum
@@ -14,17 +13,14 @@ from typing import Any, Iterable, Optional, Union
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from utils.crops import CROP_COUNTS
+from utils.errors import SettingsError
+from utils.frames.crops import CROP_COUNTS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
-class ConfigError(ValueError):
-    """A bad option. The message is one line and names the option."""
 
 
 class FpsMethod(str, Enum):
@@ -108,21 +104,18 @@ ConfigStore.instance().store(name="extraction_schema", node=ExtractionConfig)
 OPTIONS = {f.name: f.metadata["help"] for f in dataclasses.fields(ExtractionConfig)}
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
     """Hydra's and OmegaConf's errors as one line naming the option."""
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options is not None:
+        group, _, choice = error.missing_cfg_file.rpartition("/")  # an unknown choice of a config group
+        return f"unknown {group} '{choice}'; choose one of: {', '.join(error.options)}"
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        return f"unknown option '{cause.full_key}' (see python main.py --help)"
     if isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None)
         message = str(cause).splitlines()[0]
-        if "not in struct" in str(cause) or "Key '" in message and "not in" in message:
-            return f"unknown option '{key}' (see python main.py --help)"
-        return f"{key}: {message}" if key else message
-    text = str(error).strip()
-    match = re.search(r"Could not find '([^/']+)/([^']+)'", text)
-    if match:  # an unknown choice of a config group: name the choices
-        choices = re.findall(r"^\t(\S+)$", text, flags=re.M)
-        return f"unknown {match.group(1)} '{match.group(2)}'; choose one of: {', '.join(choices)}"
-    return text.splitlines()[0]
+        return f"{cause.full_key}: {message}" if cause.full_key else message
+    return str(error).strip().splitlines()[0]
 
 
 def load_config(overrides: Union[Iterable[str], dict] = ()) -> DictConfig:
@@ -133,7 +126,7 @@ def load_config(overrides: Union[Iterable[str], dict] = ()) -> DictConfig:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(_one_line(error)) from None
+        raise SettingsError(one_line(error)) from None
     check_config(cfg)
     return cfg
 
@@ -157,11 +150,11 @@ def _positive(cfg: DictConfig, key: str, kind: type = int, also: tuple = (None,)
     if value not in also and not (isinstance(value, kind) and not isinstance(value, bool) and value > 0):
         others = "".join(f" or {'null' if other is None else other}" for other in also)
         noun = "integer" if kind is int else "number"
-        raise ConfigError(f"{key} must be a positive {noun}{others}, got {value!r}")
+        raise SettingsError(f"{key} must be a positive {noun}{others}, got {value!r}")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """What the option types cannot say; raises ConfigError."""
+    """What the option types cannot say; raises SettingsError."""
     _positive(cfg, "stack_size")
     _positive(cfg, "step_size")
     _positive(cfg, "extraction_fps", kind=float)
@@ -170,13 +163,13 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "num_shards", also=())
     _positive(cfg, "claim_stale_seconds", kind=float, also=())
     if not 0 <= cfg.shard_id < cfg.num_shards:
-        raise ConfigError(f"shard_id must be in 0 .. num_shards - 1 = {cfg.num_shards - 1}, got {cfg.shard_id}")
+        raise SettingsError(f"shard_id must be in 0 .. num_shards - 1 = {cfg.num_shards - 1}, got {cfg.shard_id}")
     if cfg.crops not in CROP_COUNTS:
-        raise ConfigError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {cfg.crops!r}")
+        raise SettingsError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {cfg.crops!r}")
     if cfg.weights_path is not None and not cfg.pretrained:
-        raise ConfigError("weights_path and pretrained=false contradict each other; give one of them")
+        raise SettingsError("weights_path and pretrained=false contradict each other; give one of them")
     if cfg.fps_method == FpsMethod.reencode and cfg.extraction_fps is not None and shutil.which("ffmpeg") is None:
-        raise ConfigError("fps_method=reencode needs the ffmpeg program on PATH")
+        raise SettingsError("fps_method=reencode needs the ffmpeg program on PATH")
 
 
 # What a folder given as an input contributes: its files with these extensions (any case)
@@ -197,13 +190,13 @@ def video_paths(cfg: DictConfig) -> list[str]:
     if cfg.file_with_video_paths is not None:
         paths.extend(_listed_paths(str(cfg.file_with_video_paths)))
     if not paths:
-        raise ConfigError("no videos given: set video_paths=... or file_with_video_paths=...")
+        raise SettingsError("no videos given: set video_paths=... or file_with_video_paths=...")
     unique: dict[str, str] = {}
     for path in paths:
         for video in videos_in(path) if os.path.isdir(path) else [path]:
             unique.setdefault(os.path.realpath(video), video)
     if not unique:
-        raise ConfigError(f"no videos in {', '.join(paths)} (videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
+        raise SettingsError(f"no videos in {', '.join(paths)} (videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
     return list(unique.values())
 
 
@@ -226,12 +219,12 @@ def _listed_paths(list_file: str) -> list[str]:
         with open(list_file, "rb") as file:
             data = file.read()
     except OSError as error:
-        raise ConfigError(f"file_with_video_paths={list_file}: {error.strerror}") from None
+        raise SettingsError(f"file_with_video_paths={list_file}: {error.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ConfigError(f"file_with_video_paths={list_file}: not UTF-8 text (line {line} has the byte "
+        raise SettingsError(f"file_with_video_paths={list_file}: not UTF-8 text (line {line} has the byte "
                           f"0x{data[error.start]:02x}); save it as UTF-8") from None
     lines = (line.strip() for line in text.split("\n"))
     return [line for line in lines if line and not line.startswith("#")]
@@ -242,7 +235,7 @@ def check_files(cfg: DictConfig) -> None:
     not read here: it may be a pipe (``file_with_video_paths=<(ls *.mp4)``) that reads once."""
     list_file = cfg.file_with_video_paths
     if list_file is not None and not os.path.exists(list_file):
-        raise ConfigError(f"file_with_video_paths={list_file}: No such file or directory")
+        raise SettingsError(f"file_with_video_paths={list_file}: No such file or directory")
 
 
 def help_text(cfg: DictConfig) -> str:

@@ -1,9 +1,9 @@
 """The Python API: a configured extractor, ready to run on videos.
 
     from utils.config import load_config
-    from utils.extractor import build_extractor
+    from utils.extractor import Extractor
 
-    extractor = build_extractor(load_config({"feature_type": "r21d", "pretrained": False}))
+    extractor = Extractor(load_config({"feature_type": "r21d", "pretrained": False}))
     outputs = extractor.extract("sample/a.mp4")
 
 It joins the three parts: the model (a registered family's checkpoint and its network), the
@@ -19,35 +19,36 @@ import torch
 from omegaconf import DictConfig
 
 from models.registry import load_family
-from utils.config import ConfigError
-from utils.decode_worker import Settings, SlotLayout
-from utils.inference import Inference, check_precision, resolve_decode_workers, resolve_device
-from utils.labels import class_names
+from utils.errors import ExtractionError, SettingsError
+from utils.frames.transforms import preprocess
+from utils.frames.windows import WindowPlan, network_offsets
+from utils.network.device import resolve_device
+from utils.network.labels import class_names
+from utils.network.precision import check_precision
+from utils.network.runner import Inference
+from utils.network.weights import build_with_weights
 from utils.pipeline import Pipeline, VideoResult
-from utils.segments import MIN_SEGMENT_SECONDS
-from utils.transforms import preprocess
-from utils.weights import build_with_weights
-from utils.windows import WindowPlan, network_offsets
-
-
-class ExtractionError(Exception):
-    """A video could not be extracted. The message is one line that names the cause."""
+from utils.video.pool import resolve_decode_workers
+from utils.video.segments import MIN_SEGMENT_SECONDS
+from utils.video.worker import Settings, SlotLayout
 
 
 class Extractor:
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, sweep_job: Optional[int] = None):
+        """``sweep_job``: this job's number in a sweep the caller runs, which device=auto uses to give
+        each job of a machine its own GPU (LOCAL_RANK or SLURM_LOCALID, when set, come first)."""
         try:
             self.family = load_family(cfg.feature_type, cfg.model_package)
             checkpoint = self.family.checkpoint(cfg.model_name)
         except KeyError as error:
-            raise ConfigError(error.args[0]) from None
+            raise SettingsError(error.args[0]) from None
         stack = cfg.stack_size or checkpoint.stack_size
         step = cfg.step_size or checkpoint.step_size
         try:
             offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
         except ValueError as error:
-            raise ConfigError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
-        self.device = resolve_device(cfg.device)
+            raise SettingsError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
+        self.device = resolve_device(cfg.device, sweep_job)
         check_precision(cfg.precision, self.device)  # before any download
         network, self.checkpoint, self.weights_file = build_with_weights(
             self.family, checkpoint, cfg.weights_path, cfg.pretrained
@@ -64,7 +65,7 @@ class Extractor:
                             self.fps_method, cfg.tmp_path, cfg.keep_tmp_files, codec_threads=0, max_segments=1,
                             min_segment_seconds=MIN_SEGMENT_SECONDS)
         self.precision = cfg.precision.value
-        workers = resolve_decode_workers(cfg.decode_workers, self.device)
+        workers = resolve_decode_workers(cfg.decode_workers, self.device.type)
         self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers,
                                  self.crop_reduce, keep_logits=cfg.show_pred, keep_partial=cfg.keep_partial)
 
@@ -111,11 +112,7 @@ class Extractor:
             raise ExtractionError(f"{path}: {result.error}")
         return result.outputs
 
-    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], Optional[str]]] = None,
+    def extract_many(self, paths: Sequence[str], claim: Optional[Callable[[str], Optional[str]]] = None,
                      progress: bool = False) -> Iterator[VideoResult]:
         """One VideoResult per path, as each finishes; see Pipeline.extract_many."""
-        return self.pipeline.extract_many(paths, skip, progress)
-
-
-def build_extractor(cfg: DictConfig) -> Extractor:
-    return Extractor(cfg)
+        return self.pipeline.extract_many(paths, claim, progress)

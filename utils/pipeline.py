@@ -1,12 +1,12 @@
 """The pipeline: decoding processes -> slots of gathered pixels -> preprocessing on the device ->
 windows -> batches -> network -> one result per video.
 
-The main thread schedules: it hands each idle decoding process (utils/decoders.py) a segment of a
-video already opened, or else the next video, claimed through the caller's ``skip`` just before
+The main thread schedules: it hands each idle decoding process (utils/video/pool.py) a segment of a
+video already opened, or else the next video, claimed through the caller's ``claim`` just before
 (so that a claim is held only while its video is in work). A long video is cut into segments of
-whole windows that several processes decode at once (utils/segments.py); their windows are put
+whole windows that several processes decode at once (utils/video/segments.py); their windows are put
 back in order. Each message of a process brings a slot of frames, which is preprocessed on the
-device in one go (utils/device_feed.py) and cut into windows (utils/windows.py); full batches of
+device in one go (utils/frames/device_feed.py) and cut into windows (utils/frames/windows.py); full batches of
 ``batch_size`` windows, which may span videos, run through the network. A video's outputs are
 assembled once its last window is through; a failure is reported for that video alone.
 """
@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.decode_worker import (DecodeSegment, Failed, Frames, Opened, OpenVideo, Restart, SegmentDone, Settings,
+from utils.frames.device_feed import DeviceFeed
+from utils.frames.windows import Window, WindowAssembler
+from utils.network.runner import Inference
+from utils.video.pool import DecoderPool, Died, usable_cores
+from utils.video.reader import Completeness, DecodeStats, VideoError, check_input
+from utils.video.worker import (DecodeSegment, Failed, Opened, OpenVideo, Restart, SegmentDone, Settings, SlotFilled,
                                  Warned)
-from utils.decoders import DecoderPool, Died
-from utils.device_feed import DeviceFeed
-from utils.inference import Inference, usable_cores
-from utils.video import Completeness, DecodeStats, VideoError, check_input
-from utils.windows import Window, WindowAssembler
 
 LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
 
@@ -39,7 +39,7 @@ class VideoResult:
     outputs: Optional[dict[str, np.ndarray]] = None  # None when skipped or failed
     logits: Optional[np.ndarray] = None  # (windows, classes), or (windows, crops, classes); with keep_logits
     error: Optional[str] = None
-    skipped: Optional[str] = None  # why the video was not read: the caller's skip() answer
+    skipped: Optional[str] = None  # why the video was not read: the caller's claim() answer
     seconds: Optional[float] = None  # from the start of its decoding to its result
     segments: Optional[int] = None  # the parts that decoding processes decoded at once
 
@@ -64,7 +64,7 @@ class VideoInFlight:
     error: Optional[str] = None
     started: float = field(default_factory=time.monotonic)
 
-    def add(self, message: Frames, frames: Optional[torch.Tensor]) -> list[Window]:
+    def add(self, message: SlotFilled, frames: Optional[torch.Tensor]) -> list[Window]:
         """Takes a slot's frames (preprocessed, in the order of the message's frames that have pixels);
         returns the windows they complete."""
         assembler = self.assemblers[message.segment]
@@ -155,10 +155,10 @@ class Pipeline:
         self.keep_logits = keep_logits
         self.keep_partial = keep_partial
 
-    def extract_many(self, paths: Sequence[str], skip: Optional[Callable[[str], Optional[str]]] = None,
+    def extract_many(self, paths: Sequence[str], claim: Optional[Callable[[str], Optional[str]]] = None,
                      progress: bool = False) -> Iterator[VideoResult]:
         """Yields one VideoResult per path as each finishes (with several decoding processes, in about
-        the input order); skipped and failed videos are reported at once. ``skip(path)`` is called just
+        the input order); skipped and failed videos are reported at once. ``claim(path)`` is called just
         before a video is read: a reason ('done', 'claimed', ...) skips it, an exception fails it with
         its message. ``progress`` shows a bar over the windows of long videos."""
         workers = self.decode_workers
@@ -171,7 +171,7 @@ class Pipeline:
         feed = DeviceFeed(self.inference.device, settings.layout, [d.buffer for d in pool.decoders], p.mean, p.std,
                           p.bgr)
         try:
-            yield from Extraction(self, pool, feed, paths, skip, progress).run()
+            yield from Extraction(self, pool, feed, paths, claim, progress).run()
         finally:
             feed.close()
             pool.close()
@@ -181,11 +181,11 @@ class Extraction:
     """One call of extract_many: its videos' state, the decoding processes' jobs and the batches."""
 
     def __init__(self, pipeline: Pipeline, pool: DecoderPool, feed: DeviceFeed, paths: Sequence[str],
-                 skip: Optional[Callable[[str], Optional[str]]], progress: bool):
+                 claim: Optional[Callable[[str], Optional[str]]], progress: bool):
         self.pipeline, self.pool, self.feed = pipeline, pool, feed
         self.unopened = collections.deque(enumerate(paths))
         self.paths = dict(enumerate(paths))
-        self.skip, self.progress = skip, progress
+        self.claim, self.progress = claim, progress
         self.jobs_ready: collections.deque = collections.deque()  # segments and reopened videos, first served
         self.attempts: dict[int, int] = {}  # job -> its current attempt, while it is in work
         self.videos: dict[int, VideoInFlight] = {}
@@ -230,7 +230,7 @@ class Extraction:
         return None
 
     def _next_video(self) -> Optional[OpenVideo]:
-        """The next video to read; those the caller's skip() turns down, and unreadable paths, are
+        """The next video to read; those the caller's claim() turns down, and unreadable paths, are
         reported at once."""
         while self.unopened:
             job, path = self.unopened.popleft()
@@ -240,11 +240,11 @@ class Extraction:
                 self.results.append(VideoResult(path, error=str(error)))
                 continue
             try:
-                reason = self.skip(path) if self.skip is not None else None
+                reason = self.claim(path) if self.claim is not None else None
             except OSError as error:  # e.g. a claim that cannot be written: for this video alone
                 self.results.append(VideoResult(path, error=f"cannot claim it: {error.strerror}: {error.filename}"))
                 continue
-            except Exception as error:  # the caller's skip() decides for this video alone
+            except Exception as error:  # the caller's claim() decides for this video alone
                 self.results.append(VideoResult(path, error=str(error) or type(error).__name__))
                 continue
             if reason:
@@ -264,8 +264,8 @@ class Extraction:
         decoder = self.pool.decoders[worker]
         if isinstance(message, (SegmentDone, Failed, Restart)):
             decoder.job = None
-        if isinstance(message, Frames):
-            self._frames(worker, message)
+        if isinstance(message, SlotFilled):
+            self._slot_filled(worker, message)
         elif isinstance(message, Opened):
             self._opened(message)
         elif isinstance(message, SegmentDone):
@@ -307,7 +307,7 @@ class Extraction:
         for segment in message.segments[1:]:
             self.jobs_ready.append(DecodeSegment(message.job, message.attempt, path, segment))
 
-    def _frames(self, worker: int, message: Frames) -> None:
+    def _slot_filled(self, worker: int, message: SlotFilled) -> None:
         video = self._current(message)
         if video is None or video.error is not None:
             if message.slot >= 0:

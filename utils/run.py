@@ -12,13 +12,16 @@ from typing import Optional
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.claims import Claims
-from utils.config import ConfigError, OnExtraction, video_paths
+from utils.config import OnExtraction, video_paths
+from utils.errors import OutputError, SettingsError
 from utils.extractor import Extractor
-from utils.output import (OutputError, OutputStore, describe_outputs, describe_predictions, output_names,
-                          remove_stale_temporary_files)
 from utils.pipeline import VideoResult
-from utils.runlog import RunLog
+from utils.store.claims import Claims
+from utils.store.files import remove_stale_temporary_files
+from utils.store.names import output_names
+from utils.store.outputs import OutputStore
+from utils.store.printing import describe_outputs, describe_predictions
+from utils.store.runlog import RunLog
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS = 0, 1, 2  # interrupted: 128 + the signal's number (main.py)
 DONE, CLAIMED = "done", "claimed"  # why a video need not be read (Run.is_done)
@@ -46,7 +49,7 @@ class RunSummary:
 
 
 def check_writable(folder: str) -> None:
-    """ConfigError, before any video is read, if outputs cannot be written under ``folder``. A byte
+    """SettingsError, before any video is read, if outputs cannot be written under ``folder``. A byte
     is written: on a full disk an empty file can still be made."""
     try:
         os.makedirs(folder, exist_ok=True)
@@ -54,7 +57,7 @@ def check_writable(folder: str) -> None:
             file.write(b"0")
             file.flush()
     except OSError as error:
-        raise ConfigError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
+        raise SettingsError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
 
 
 def unsupported(path: str) -> Optional[str]:
@@ -74,7 +77,7 @@ def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
 class Run:
     """One process's run over its share of the videos."""
 
-    def __init__(self, cfg: DictConfig, extractor: Optional[Extractor] = None):
+    def __init__(self, cfg: DictConfig, extractor: Optional[Extractor] = None, sweep_job: Optional[int] = None):
         """``extractor``: one already built from ``cfg``, to reuse."""
         self.cfg = cfg
         listed = video_paths(cfg)
@@ -90,7 +93,7 @@ class Run:
             # of the whole list, so that every shard refuses a clash alike
             self.names = output_names([path for path in listed if not unsupported(path)], cfg.input_root)
             check_writable(cfg.output_path)
-        self.extractor = extractor or Extractor(cfg)
+        self.extractor = extractor or Extractor(cfg, sweep_job)
         self.settings = self.extractor.settings()
         if saving:
             output_dir = os.path.join(cfg.output_path, self.extractor.feature_type, self.extractor.model_name)
@@ -102,7 +105,7 @@ class Run:
                 self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
             except OSError as error:  # the disk filled up since check_writable, or .runs cannot be made
                 where = f": {error.filename}" if error.filename else ""
-                raise ConfigError(f"output_path={cfg.output_path}: cannot write the run log "
+                raise SettingsError(f"output_path={cfg.output_path}: cannot write the run log "
                                   f"({error.strerror or error}{where})") from None
             self.claims = Claims(cfg.claim_stale_seconds)
 
@@ -138,10 +141,10 @@ class Run:
                     bar.update(1)
                     self._account(VideoResult(path, error=reason))
             readable = [path for path in self.paths if not unsupported(path)]
-            skip = self.is_done if self.store else None
+            claim = self.is_done if self.store else None
             # closed on the way out, also when interrupted while saving: the decoding processes stop
             # before close() gives up the claims, so no video is claimed after that
-            with contextlib.closing(self.extractor.extract_many(readable, skip, progress=interactive)) as results:
+            with contextlib.closing(self.extractor.extract_many(readable, claim, progress=interactive)) as results:
                 for result in results:
                     bar.update(1)
                     self._account(result)

@@ -6,7 +6,7 @@ kept), centre crop 112 at torchvision's ``int(round(margin / 2))``, Kinetics mea
 """
 from models.r21d.network import build_network
 from models.registry import Checkpoint, Family, register
-from utils.preprocessing import Preprocessing
+from utils.frames.preprocessing import Preprocessing
 
 IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
 KINETICS_PRESET = Preprocessing(

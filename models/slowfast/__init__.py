@@ -10,7 +10,7 @@ network. The official ``.pyth`` files hold the weights under ``model_state``.
 """
 from models.registry import Checkpoint, Family, register
 from models.slowfast.network import CONFIGS, build_network
-from utils.preprocessing import Preprocessing
+from utils.frames.preprocessing import Preprocessing
 
 MODEL_ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
 TUTORIAL = Preprocessing(resize=256, crop=256, crop_offset=round, mean=(0.45,) * 3, std=(0.225,) * 3)

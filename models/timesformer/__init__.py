@@ -21,7 +21,7 @@ import os
 
 from models.registry import Checkpoint, Family, read_official, register
 from models.timesformer.network import TimeSformer, from_hf_layout, is_hf_layout
-from utils.preprocessing import Preprocessing
+from utils.frames.preprocessing import Preprocessing
 
 SSV2_STACK = 128  # 4.3 s at 30 fps, about an SSv2 clip's length
 CLASSES = {  # see LABELS.md

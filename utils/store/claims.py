@@ -13,26 +13,14 @@ never removes the new owner's claim.
 """
 import json
 import os
-import socket
 import threading
 import time
 import uuid
 import warnings
 from typing import Optional
 
-HOST = socket.gethostname()
+from utils.store.liveness import HOST, process_has_ended
 
-
-def _owner_is_gone(record: dict) -> bool:
-    if record.get("host") != HOST:
-        return False
-    try:
-        os.kill(int(record["pid"]), 0)
-        return False
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return False
 
 
 class Claims:
@@ -101,7 +89,7 @@ class Claims:
         except OSError:
             return False  # unreadable here: it cannot be judged, so it is left to its owner
         record = _parse(content)
-        gone = isinstance(record, dict) and _owner_is_gone(record)
+        gone = isinstance(record, dict) and process_has_ended(record.get("host"), record.get("pid"))
         if age <= self.stale_seconds and not gone:
             return False
         return self._take_away(path, content)

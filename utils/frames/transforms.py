@@ -1,5 +1,5 @@
 """The second half of preprocessing, on the network's device and for many frames at once: bilinear
-interpolation of the gathered taps (utils/preprocessing.py), channel order and normalisation.
+interpolation of the gathered taps (utils/frames/preprocessing.py), channel order and normalisation.
 
 ``interpolate_normalize`` runs a fixed number of kernels whatever the number of frames or crops.
 Its arithmetic is, element by element, that of the reference order of operations: float / 255,
@@ -11,7 +11,7 @@ import functools
 import numpy as np
 import torch
 
-from utils.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
+from utils.frames.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
 
 
 @functools.lru_cache(maxsize=16)

@@ -4,8 +4,8 @@ packets without decoding them.
 A frame's position is the number of frames with an earlier presentation timestamp. Reading every
 packet's timestamp first (demuxing only: a few milliseconds per minute of video) gives each frame
 its position before it is decoded: so frames no window uses need not be decoded
-(utils/skipping.py), and a video can be cut into segments that several processes decode at once
-(utils/segments.py), each numbering its frames as a decode of the whole video would.
+(utils/video/numbering.py), and a video can be cut into segments that several processes decode at once
+(utils/video/segments.py), each numbering its frames as a decode of the whole video would.
 
 A segment starts at a key frame K such that every frame shown from K on is decoded from K on: no
 packet before K in the file is shown at or after K. Frames decoded after K but shown before it

@@ -14,11 +14,9 @@ from typing import Optional
 
 import torch
 
+from utils.errors import WeightsError
+
 HF_PREFIX = "hf://"
-
-
-class WeightsError(Exception):
-    """Weights cannot be had. The message says where they were looked for and what to do."""
 
 
 def hub_cache_path(url: str) -> str:

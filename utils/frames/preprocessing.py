@@ -5,11 +5,11 @@ align_corners=False, antialias=False)``, crop, and normalise. Each output pixel 
 two source rows and two source columns (its taps) with fixed weights, so a decoded frame is
 reduced, as uint8 and where it is decoded, to the pixels its crops read (``gather``: for r21d's
 112x112 crop of a 720p frame, 150 KB of its 2.76 MB). The interpolation and normalisation then run
-in batches on the network's device (utils/transforms.py). The taps are computed in float32
+in batches on the network's device (utils/frames/transforms.py). The taps are computed in float32
 exactly as torch's kernels compute them, so the result equals the reference order of operations
 to float rounding (tests/test_transforms.py).
 
-This module imports no torch: the decoding processes use it (utils/decode_worker.py).
+This module imports no torch: the decoding processes use it (utils/video/worker.py).
 """
 import functools
 import math
@@ -18,7 +18,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from utils.crops import crop_boxes
+from utils.frames.crops import crop_boxes
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def bilinear_taps(in_size: int, out_size: int, start: int, length: int) -> tuple
 
 def crop_geometries(preprocessing: Preprocessing, crops: int, height: int, width: int) -> list[tuple[ResizeCrop, bool]]:
     """Each crop as a box of the resized frame, and whether it is mirrored: the checkpoint's centre
-    crop for ``crops`` = 1, else the multi-view boxes of utils/crops.py. A mirrored crop (TenCrop's
+    crop for ``crops`` = 1, else the multi-view boxes of utils/frames/crops.py. A mirrored crop (TenCrop's
     flipped five) is the mirror image of the box at the same place in the flipped frame."""
     centre = preprocessing.geometry(height, width)
     if crops == 1:

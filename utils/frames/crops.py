@@ -8,7 +8,7 @@
 - 10: torchvision's ``TenCrop`` (vertical_flip=False): those five, then the same five of the
   horizontally flipped frame.
 
-Each crop reads its own taps of the family's resize (utils/preprocessing.py): the taps of an
+Each crop reads its own taps of the family's resize (utils/frames/preprocessing.py): the taps of an
 output pixel do not depend on the crop, so a crop holds the values that resizing the whole frame
 and slicing it would give, and a frame is still decoded once for all its crops.
 """
@@ -43,11 +43,6 @@ def five_crop_boxes(height: int, width: int, size: int) -> list[CropBox]:
 def crop_boxes(crops: int, height: int, width: int, size: int) -> list[CropBox]:
     """The boxes of ``crops`` square crops of side ``size`` in a ``height`` x ``width`` resized frame
     (crops > 1; one crop is the checkpoint's own centre crop)."""
-    if crops == 3:
-        return uniform_crop_boxes(height, width, size)
-    if crops == 5:
-        return five_crop_boxes(height, width, size)
-    if crops == 10:
-        five = five_crop_boxes(height, width, size)
-        return five + [CropBox(box.top, box.left, flip=True) for box in five]
-    raise ValueError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops!r}")
+    five = five_crop_boxes(height, width, size)
+    flipped = [CropBox(box.top, box.left, flip=True) for box in five]
+    return {3: uniform_crop_boxes(height, width, size), 5: five, 10: five + flipped}[crops]

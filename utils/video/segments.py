@@ -1,16 +1,16 @@
 """Cutting a video into segments of whole windows that several processes decode at once.
 
 Segment k holds windows [first_window, end_window) and starts decoding at the last cut (a key
-frame, utils/frame_index.py) at or before the first frame they need, so its frames are the frames
+frame, utils/video/frame_index.py) at or before the first frame they need, so its frames are the frames
 a decode of the whole video gives: the windows of all segments, put back in order, are the
 video's windows. Each segment also owns a stretch of the source's timeline, [owned_from,
 owned_until) in seconds, that together cover the video once: a source frame is counted (for the
-truncation and damage checks of utils/video.py) by the segment that owns it.
+truncation and damage checks of utils/video/reader.py) by the segment that owns it.
 
 With ``extraction_fps`` the frames are the fps filter's output: a segment's frame ``n`` is the
 n-th output frame of the whole video's filter, whose grid starts at the video's first frame. A
 segment therefore starts where the output frame before its first one would start, one output
-frame of margin for the filter's rounding of timestamps to its grid (utils/video.py checks it).
+frame of margin for the filter's rounding of timestamps to its grid (utils/video/reader.py checks it).
 """
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,8 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from utils.frame_index import Cut, FrameIndex
-from utils.windows import WindowPlan
+from utils.frames.windows import WindowPlan
+from utils.video.frame_index import Cut, FrameIndex
 
 MIN_SEGMENT_SECONDS = 10.0  # shorter segments spend too much of their time decoding up to their first frame
 

@@ -4,7 +4,7 @@ As in video_features, window k covers frames [k * step, k * step + stack) and an
 is dropped. A video shorter than one window yields one window padded with its last frame. The
 network sees only ``offsets`` of each window (all of them for R(2+1)D, a uniform subsample for
 SlowFast and TimeSformer), so only those frames are converted and preprocessed, and where
-some frames are in no window (``skips_frames``) decoding may skip them.
+some frames are in no window (``leaves_frames_out``) decoding may skip them.
 """
 import functools
 from dataclasses import dataclass
@@ -55,7 +55,7 @@ class WindowPlan:
         return frozenset(self.offsets)
 
     @functools.cached_property
-    def skips_frames(self) -> bool:
+    def leaves_frames_out(self) -> bool:
         """Whether some frames are in no window, so that decoding may skip them. Past the first
         window, which frames are used repeats every ``step`` frames."""
         return not all(self.uses(index) for index in range(self.stack + self.step))
@@ -77,7 +77,7 @@ class Window:
 
 class WindowAssembler:
     """Collects one video's preprocessed frames and cuts windows as soon as they are complete: the
-    windows [first_window, end_window) of the video (a segment's, utils/segments.py).
+    windows [first_window, end_window) of the video (a segment's, utils/video/segments.py).
 
     Holds only the frames that a window not yet cut still needs, so memory is bounded by one
     window whatever the video's length.

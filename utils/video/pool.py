@@ -1,4 +1,4 @@
-"""The decoding processes of a run (utils/decode_worker.py), seen from the pipeline: started, given
+"""The decoding processes of a run (utils/video/worker.py), seen from the pipeline: started, given
 jobs, listened to, given their slots back, and stopped.
 
 Each process has a connection (a socket pair) and a buffer of shared memory holding its slots. A
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Optional
 
-from utils.decode_worker import SLOTS, Released, Settings, SlotLayout
+from utils.video.worker import SLOTS, Released, Settings, SlotLayout
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where `-m utils...` imports from
 
 
 def _shared_buffer(size: int) -> tuple[int, mmap.mmap]:
@@ -32,6 +32,19 @@ def _shared_buffer(size: int) -> tuple[int, mmap.mmap]:
             fd = os.dup(file.fileno())
     os.ftruncate(fd, size)
     return fd, mmap.mmap(fd, size)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a cluster job's share, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_decode_workers(value, device_type: str) -> int:
+    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU one per core but one (the
+    main process's, which feeds the GPU), at most 16: one process cannot keep a GPU busy."""
+    if value != "auto":
+        return value
+    return 1 if device_type == "cpu" else max(1, min(16, usable_cores() - 1))
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class Decoder:
         ours, theirs = socket.socketpair()
         path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "utils.decode_worker", str(theirs.fileno()), str(self.buffer_fd)],
+            [sys.executable, "-m", "utils.video.worker", str(theirs.fileno()), str(self.buffer_fd)],
             pass_fds=(theirs.fileno(), self.buffer_fd), env={**os.environ, "PYTHONPATH": path},
             start_new_session=True,  # Ctrl-C reaches only the pipeline, which stops this process
         )

@@ -3,8 +3,8 @@
 Frames come out one at a time, so memory does not grow with the video's length. Resampling to
 ``extraction_fps`` pushes the decoded frames through FFmpeg's own ``fps`` filter inside this
 process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps, without a
-temporary file. With ``skip_unwanted`` the H.264/HEVC frames no window uses and no other frame
-references are not even decoded (utils/skipping.py). A segment (utils/segments.py) starts at a key
+temporary file. With ``only_used`` the H.264/HEVC frames no window uses and no other frame
+references are not even decoded (utils/video/numbering.py). A segment (utils/video/segments.py) starts at a key
 frame and numbers its frames as a decode of the whole video does. Frames a display matrix rotates
 (phone videos) come out upright, as the ffmpeg program shows them. A file whose frames end well
 before the end it declares (truncated), or whose frames the decoder flags as damaged, raises
@@ -20,9 +20,9 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
-from utils.frame_index import Cut, FrameIndex, read_index
-from utils.segments import Segment, whole
-from utils.skipping import SKIPPABLE_CODECS, IndexedDecoder, SkipMismatch
+from utils.video.frame_index import Cut, FrameIndex, read_index
+from utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
+from utils.video.segments import Segment, whole
 
 # A video whose frames end more than this short of the end its file declares is reported as truncated:
 # the larger of a time and a number of frames at the native rate. Complete files end within a frame.
@@ -188,7 +188,7 @@ class VideoReader:
         self._stream.codec_context.thread_count = codec_threads
         self._extraction_fps = extraction_fps
         self._keep_partial = keep_partial
-        self.skipped_frames = 0
+        self.undecoded_frames = 0
         native = self._stream.average_rate or self._stream.guessed_rate
         self._frame_seconds = 1 / float(native) if native else 0.0
         if extraction_fps:
@@ -245,7 +245,7 @@ class VideoReader:
     @property
     def skippable(self) -> bool:
         """Whether frames no window uses can be left undecoded (H.264 and HEVC at the native rate)."""
-        return not self._extraction_fps and self._stream.codec_context.name in SKIPPABLE_CODECS
+        return not self._extraction_fps and self._stream.codec_context.name in NONREF_CODECS
 
     def index(self) -> Optional[FrameIndex]:
         """The stream's frame index (read once: a pass over the file's packets); None when its
@@ -263,18 +263,18 @@ class VideoReader:
     def __exit__(self, *exc):
         self.close()
 
-    def frames(self, wanted: Callable[[int], bool] = lambda index: True, skip_unwanted: bool = False) -> Iterator[Frame]:
+    def frames(self, wanted: Callable[[int], bool] = lambda index: True, only_used: bool = False) -> Iterator[Frame]:
         """Yields every frame of the whole video in order; ``image`` is filled only where
         ``wanted(index)`` is true, and for the last frame (it pads a video shorter than one window).
 
-        ``skip_unwanted``: frames not wanted that no other frame references are not decoded at all
-        (H.264 and HEVC at the native rate; ``skipped_frames`` counts them). Their index and time
+        ``only_used``: frames not wanted that no other frame references are not decoded at all
+        (H.264 and HEVC at the native rate; ``undecoded_frames`` counts them). Their index and time
         are the same as when every frame is decoded; where the stream does not allow that,
-        ``SkipMismatch`` is raised, possibly after some frames have been yielded. After the last
+        ``NumberingMismatch`` is raised, possibly after some frames have been yielded. After the last
         frame, a truncated or damaged video raises VideoError (a warning with ``keep_partial``).
         """
         rgb = av.video.reformatter.VideoReformatter()  # one for all frames: +20 % over per-frame
-        for decoded in self.decoded(wanted, skip_unwanted):
+        for decoded in self.decoded(wanted, only_used):
             image = None
             if decoded.wanted and decoded.frame is not None:
                 image = np.ascontiguousarray(rgb_view(rgb, decoded.frame))
@@ -285,17 +285,17 @@ class VideoReader:
                 raise VideoError("; ".join(problems))
             warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo, stacklevel=2)
 
-    def decoded(self, wanted: Callable[[int], bool] = lambda index: True, skip_unwanted: bool = False,
+    def decoded(self, wanted: Callable[[int], bool] = lambda index: True, only_used: bool = False,
                 segment: Optional[Segment] = None) -> Iterator[Decoded]:
         """The frames of ``segment`` (default: the whole video) in order, not converted; see ``frames``.
         ``self.stats`` then holds what the read owned (``Completeness.problems`` checks it)."""
         self.stats = DecodeStats()
-        if segment is None and skip_unwanted and self.skippable and self.index() is not None:
+        if segment is None and only_used and self.skippable and self.index() is not None:
             segment = whole(self.index())
         if self._extraction_fps:
             source = self._resampled(segment)
         elif segment is not None and segment.pts is not None:
-            source = self._numbered(segment, wanted, skip_unwanted)
+            source = self._numbered(segment, wanted, only_used)
         else:
             source = self._in_decoder_order()
         keep_last = segment is None or segment.last
@@ -311,7 +311,7 @@ class VideoReader:
         if previous is None:
             raise VideoError("no video frames could be decoded")
         if keep_last and previous[2] is None:
-            raise SkipMismatch("the last frame was skipped")
+            raise NumberingMismatch("the last frame was skipped")
         yield Decoded(*previous, keep_last or wanted(previous[0]))
 
     def _owned(self, segment: Optional[Segment], seconds: Optional[float]) -> bool:
@@ -336,7 +336,7 @@ class VideoReader:
                 yield packet
                 break
             if packet.pts is None or packet.pts > cut.pts:  # every packet before a cut is shown before it
-                raise SkipMismatch("seeking landed after the segment's key frame")
+                raise NumberingMismatch("seeking landed after the segment's key frame")
         yield from packets
 
     def _in_decoder_order(self):
@@ -360,10 +360,10 @@ class VideoReader:
             last_seconds = time
             yield index, time, frame
 
-    def _numbered(self, segment: Segment, wanted: Callable[[int], bool], skip_unwanted: bool):
+    def _numbered(self, segment: Segment, wanted: Callable[[int], bool], only_used: bool):
         """(position, seconds, frame or None) of the segment's frames, numbered by the index."""
         decoder = IndexedDecoder(self._container, self._stream, segment.pts, segment.cut.position,
-                                 segment.first_frame, segment.until, self.shift, wanted, skip_unwanted,
+                                 segment.first_frame, segment.until, self.shift, wanted, only_used,
                                  keep_last=segment.last)
         tick = float(self.time_base)
         try:
@@ -374,7 +374,7 @@ class VideoReader:
                     self._count(segment, seconds, frame.duration * tick, frame.is_corrupt)
                 yield position, seconds, frame
         finally:
-            self.skipped_frames += decoder.skipped
+            self.undecoded_frames += decoder.skipped
 
     def _resampled(self, segment: Optional[Segment]):
         """(index, seconds, frame) of FFmpeg's fps filter's output frames (of the segment's, if given)."""
@@ -400,7 +400,7 @@ class VideoReader:
                     return
                 if outputs == first and cut is not None:  # the cut's frame must be this frame's source or before it
                     if _rescale_nearest(cut.pts - self.shift, self.time_base, Fraction(frame.time_base)) > frame.pts:
-                        raise SkipMismatch("the segment's key frame is after its first resampled frame")
+                        raise NumberingMismatch("the segment's key frame is after its first resampled frame")
                 if first <= outputs and (until is None or outputs < until):
                     yield outputs, float(frame.pts * frame.time_base), frame
                 outputs += 1

@@ -1,4 +1,4 @@
-"""Decoding with every frame numbered by the index (utils/frame_index.py) before it is decoded:
+"""Decoding with every frame numbered by the index (utils/video/frame_index.py) before it is decoded:
 from any cut, and without decoding the frames no window uses where no other frame needs them.
 
 FFmpeg's ``skip_frame=nonref`` drops the H.264/HEVC frames that no other frame references. It is
@@ -6,7 +6,7 @@ set packet by packet, for the frames no window uses: a packet's frame has the po
 timestamp in the index. Packets reach the decoder in the file's order, as without skipping, so the
 decoded frames are the same, and skipped frames keep their position and time. The frames that
 come out are checked against the index; whatever breaks it (a frame the decoder drops or adds, or
-gives out of order) raises SkipMismatch: the caller decodes the whole video again, in one piece
+gives out of order) raises NumberingMismatch: the caller decodes the whole video again, in one piece
 and numbering frames in the decoder's order.
 """
 from fractions import Fraction
@@ -15,10 +15,10 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 # Codecs whose FFmpeg decoders honour skip_frame=nonref (tests/test_video.py checks both).
-SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+NONREF_CODECS = frozenset({"h264", "hevc"})
 
 
-class SkipMismatch(Exception):
+class NumberingMismatch(Exception):
     """Frames could not be numbered before decoding them: decode the video again in one piece."""
 
 
@@ -27,7 +27,7 @@ class IndexedDecoder:
     frame None for the frames skipped; frames before ``first`` are decoded only as references."""
 
     def __init__(self, container, stream, pts: np.ndarray, base: int, first: int, until: Optional[int],
-                 shift: int, wanted: Callable[[int], bool], skip_unwanted: bool, keep_last: bool):
+                 shift: int, wanted: Callable[[int], bool], only_used: bool, keep_last: bool):
         """``pts``: the index's timestamps of positions base, base + 1, ...: from the position of the
         cut the container is at, to ``until`` or the end of the video. ``keep_last``: never skip the
         last of them (the video's last frame, which pads a video shorter than one window)."""
@@ -37,7 +37,7 @@ class IndexedDecoder:
         self.position_of = {int(p): base + i for i, p in enumerate(pts)}
         self.time_base, self.shift = Fraction(stream.time_base), shift
         self.wanted, self.keep_last = wanted, keep_last
-        self.skipping = skip_unwanted and self.codec.name in SKIPPABLE_CODECS
+        self.skipping = only_used and self.codec.name in NONREF_CODECS
         self.sent_skipping: set[int] = set()  # positions whose packets were sent with skip_frame=nonref
         self.next_position = base
         self.skipped = 0
@@ -75,7 +75,7 @@ class IndexedDecoder:
         """The skipped frames from the next position up to ``position`` (which is decoded, or the end)."""
         for missing in range(self.next_position, min(position, self.end)):
             if missing not in self.sent_skipping:
-                raise SkipMismatch(f"frame {missing} was not decoded")
+                raise NumberingMismatch(f"frame {missing} was not decoded")
             self.skipped += 1
             if missing >= self.first:
                 yield missing, self.seconds(missing), None
@@ -87,9 +87,9 @@ class IndexedDecoder:
             if position is None:
                 if frame.pts is not None and (frame.pts < self.pts[0] or frame.pts > self.pts[-1]):
                     continue  # shown before the cut, or after the last frame wanted
-                raise SkipMismatch("the decoder gave a frame the index does not know")
+                raise NumberingMismatch("the decoder gave a frame the index does not know")
             if position < self.next_position:
-                raise SkipMismatch("the decoder gave a frame out of the packets' order")
+                raise NumberingMismatch("the decoder gave a frame out of the packets' order")
             yield from self._up_to(position)
             if position >= self.end:
                 return

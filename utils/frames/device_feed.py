@@ -3,7 +3,7 @@ the main thread waiting for the device.
 
 On a CUDA device each process's slots are pinned (page-locked) once, so a slot is one asynchronous
 host-to-device copy on a stream of its own, of just its gathered taps and weights. The
-preprocessing of its frames (utils/transforms.py, a fixed number of kernels per slot) waits for the
+preprocessing of its frames (utils/frames/transforms.py, a fixed number of kernels per slot) waits for the
 copy through an event on the network's stream, and the slot goes back to its process once the copy
 is done. Features (and logits, when something uses them) come back into pinned memory, recorded by
 an event, and are read when a video needs them, so the next batch is queued meanwhile. On a CPU
@@ -17,8 +17,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from utils.decode_worker import SLOTS, SlotLayout
-from utils.transforms import interpolate_normalize
+from utils.frames.transforms import interpolate_normalize
+from utils.video.worker import SLOTS, SlotLayout
 
 
 class Pending:

@@ -2,18 +2,18 @@
 the uint8 pixels the network's resize reads, through slots of memory shared with the pipeline.
 
 It imports no torch (start-up and memory) and runs no network: per frame it decodes, converts to
-RGB and gathers the taps (utils/preprocessing.py) into a slot; per slot it sends one small message.
-The pipeline (utils/pipeline.py, through utils/decoders.py) owns the scheduling: it hands a
+RGB and gathers the taps (utils/frames/preprocessing.py) into a slot; per slot it sends one small message.
+The pipeline (utils/pipeline.py, through utils/video/pool.py) owns the scheduling: it hands a
 process a video (``OpenVideo``: the process indexes it, cuts it into segments and decodes the
 first) or a segment of one (``DecodeSegment``), and gives each slot back (``Released``) once the
 slot's pixels have been copied out. Running in its own process, the per-frame Python work here
 never holds the interpreter lock of the process that feeds the network.
 
-Messages to the pipeline, per video or segment: ``Opened`` (after an ``OpenVideo``), ``Frames``...,
+Messages to the pipeline, per video or segment: ``Opened`` (after an ``OpenVideo``), ``SlotFilled``...,
 then ``SegmentDone``, ``Failed`` or ``Restart`` (the frames could not be numbered before decoding:
 decode the video again in one piece). Warnings raised while decoding are sent as ``Warned``.
 
-    python -m utils.decode_worker CONNECTION_FD BUFFER_FD   (started by utils/decoders.py)
+    python -m utils.video.worker CONNECTION_FD BUFFER_FD   (started by utils/video/pool.py)
 """
 import mmap
 import os
@@ -27,12 +27,12 @@ from typing import Optional
 import av
 import numpy as np
 
-from utils.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
-from utils.reencode import reencode_to_fps
-from utils.segments import Segment, split, whole
-from utils.skipping import SkipMismatch
-from utils.video import Completeness, DecodeStats, VideoError, VideoReader, rgb_view
-from utils.windows import WindowPlan
+from utils.frames.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
+from utils.frames.windows import WindowPlan
+from utils.video.numbering import NumberingMismatch
+from utils.video.reader import Completeness, DecodeStats, VideoError, VideoReader, rgb_view
+from utils.video.reencode import reencode_to_fps
+from utils.video.segments import Segment, split, whole
 
 SLOT_BYTES = 16 << 20  # the pixels of one slot: 64 frames of r21d's taps, 21 of SlowFast's
 MAX_SLOT_FRAMES = 64
@@ -125,7 +125,7 @@ class Opened:
 
 
 @dataclass(frozen=True)
-class Frames:
+class SlotFilled:
     job: int
     attempt: int
     segment: int
@@ -188,7 +188,7 @@ class Worker:
             warnings.simplefilter("always")
             try:
                 done = self.open_video(job) if isinstance(job, OpenVideo) else self.decode(job, job.path, job.segment)
-            except SkipMismatch as mismatch:
+            except NumberingMismatch as mismatch:
                 done = Restart(job.job, job.attempt, str(mismatch))
             except (VideoError, OSError) as error:
                 done = Failed(job.job, job.attempt, str(error))
@@ -213,7 +213,7 @@ class Worker:
                     os.remove(source)
         reader = VideoReader(job.path, settings.extraction_fps, settings.codec_threads)
         long_enough = settings.max_segments > 1 and (reader.duration or 0) >= 2 * settings.min_segment_seconds
-        skips = reader.skippable and settings.plan.skips_frames
+        skips = reader.skippable and settings.plan.leaves_frames_out
         index = reader.index() if job.attempt == 0 and (skips or long_enough) else None
         if index is not None and long_enough:
             segments = split(index, settings.plan, reader.time_base, reader.shift, settings.extraction_fps,
@@ -233,11 +233,11 @@ class Worker:
         if reader is None:
             reader = VideoReader(path, settings.extraction_fps, settings.codec_threads)
         plan, layout = settings.plan, settings.layout
-        skip_unwanted = job.attempt == 0 and plan.skips_frames
+        only_used = job.attempt == 0 and plan.leaves_frames_out
         stretch = Stretch(self, job, segment.number)
         with reader:
             wanted = lambda index: plan.uses(index, segment.first_window, segment.end_window)  # noqa: E731
-            for decoded in reader.decoded(wanted, skip_unwanted, segment):
+            for decoded in reader.decoded(wanted, only_used, segment):
                 image = None
                 if decoded.wanted and decoded.frame is not None:
                     image = rgb_view(self.rgb, decoded.frame)
@@ -288,7 +288,7 @@ class Stretch:
         if not self.indices:
             return
         slot = -1 if self.slot is None else self.slot
-        self.worker.connection.send(Frames(
+        self.worker.connection.send(SlotFilled(
             self.job.job, self.job.attempt, self.segment, slot, self.images, np.array(self.indices, dtype=np.int64),
             np.array(self.times, dtype=np.float64), np.array(self.has_image, dtype=bool)))
         self.slot, self.taps, self.images = None, None, 0
@@ -315,7 +315,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     # run from the module imported under its own name, so that the messages it pickles name
-    # utils.decode_worker (the pipeline's copy of these classes), not __main__
-    from utils.decode_worker import main as serve
+    # utils.video.worker (the pipeline's copy of these classes), not __main__
+    from utils.video.worker import main as serve
 
     serve()

@@ -1,0 +1,49 @@
+"""The README's commands run as written: the blocks marked ``<!-- test -->`` (as a doctest would run
+them, in a fresh folder holding the samples), and the Python API snippet from a folder outside the
+repository."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def marked_blocks() -> list[str]:
+    return re.findall(r"<!-- test -->\n```bash\n(.*?)```", README, re.S)
+
+
+def user_folder(tmp_path):
+    """A folder as a user has it after the Quick start: the repository's files (linked), no outputs."""
+    for name in ("main.py", "sample"):
+        os.symlink(ROOT / name, tmp_path / name)
+    bin_folder = os.path.dirname(sys.executable)  # the environment's python first, as after `source .venv/bin/activate`
+    return {**os.environ, "PATH": f"{bin_folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_the_readme_marks_its_usage_commands_to_be_run():
+    blocks = marked_blocks()
+    assert blocks and any("video_paths=sample " in block for block in blocks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", range(len(marked_blocks())))
+def test_a_marked_readme_block_runs_as_written(number, tmp_path):
+    block = marked_blocks()[number]
+    done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=user_folder(tmp_path), capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0, f"{block}\n{done.stderr[-3000:]}"
+    assert "Traceback" not in done.stderr
+
+
+def test_the_python_snippet_runs_from_any_folder(tmp_path):
+    snippet = re.search(r"## Python API.*?```python\n(.*?)```", README, re.S).group(1)
+    env = user_folder(tmp_path)
+    env.pop("PYTHONPATH", None)  # the project is installed in the environment
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["sample/a.mp4 (8, 512)", "sample/b.mp4 (9, 512)"]

@@ -1,0 +1,27 @@
+"""The errors the library raises for what its caller must change or know; the command line turns
+each into one line and an exit code (main.py). Every message is one line."""
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used (a device this machine lacks, a window too short for the
+    network, an output_path that cannot be written). The message names the setting."""
+
+
+class WeightsError(Exception):
+    """Weights cannot be had. The message says where they were looked for and what to do."""
+
+
+class OutputNameClash(ValueError):
+    """Two inputs would write the same output files."""
+
+
+class OutputError(Exception):
+    """A video's saved outputs cannot be checked. The message names the file and the cause."""
+
+
+class DeviceError(Exception):
+    """The device failed (out of memory, a CUDA error): the run stops."""
+
+
+class ExtractionError(Exception):
+    """A video could not be extracted. The message names the cause."""

@@ -1,0 +1,1 @@
+"""The network: its weights, device, precision, runner and class names."""

@@ -1,0 +1,1 @@
+"""What a run leaves on disk: output names and files, claims, run logs."""

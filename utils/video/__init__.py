@@ -1,0 +1,1 @@
+"""Reading videos: decoding (whole or in segments), frame numbering, the re-encode, the decoding processes."""
