@@ -64,15 +64,15 @@ class VideoInFlight:
     error: Optional[str] = None
     started: float = field(default_factory=time.monotonic)
 
-    def add(self, message: SlotFilled, frames: Optional[torch.Tensor]) -> list[Window]:
-        """Takes a slot's frames (preprocessed, in the order of the message's frames that have pixels);
+    def add(self, message: SlotFilled, preprocessed: Optional[torch.Tensor]) -> list[Window]:
+        """Takes a slot's preprocessed images (in the order of the message's frames that have pixels);
         returns the windows they complete."""
         assembler = self.assemblers[message.segment]
         windows, row = [], 0
         for index, time_, has_image in zip(message.indices.tolist(), message.times.tolist(), message.has_image.tolist()):
             frame = None
             if has_image:
-                frame, row = frames[row], row + 1
+                frame, row = preprocessed[row], row + 1
             window = assembler.add(index, time_, frame)
             self.frame_count = max(self.frame_count, index + 1)
             if window is not None:
@@ -313,17 +313,17 @@ class Extraction:
             if message.slot >= 0:
                 self.pool.release(worker, message.slot)
             return
-        frames = None
+        preprocessed = None
         if message.images:
             try:
-                frames = self.pipeline.inference.run(lambda: self.feed.frames(worker, message.slot, message.images),
-                                                     self.pipeline.batch_size)
+                preprocessed = self.pipeline.inference.run(
+                    lambda: self.feed.preprocess_slot(worker, message.slot, message.images), self.pipeline.batch_size)
             finally:
                 if not self.feed.cuda:
                     self.pool.release(worker, message.slot)
         elif message.slot >= 0:
             self.pool.release(worker, message.slot)
-        self.batch += [(video, window) for window in video.add(message, frames)]
+        self.batch += [(video, window) for window in video.add(message, preprocessed)]
 
     def _fail(self, job: int, error: str) -> None:
         video = self.videos.get(job)
@@ -357,10 +357,10 @@ class Extraction:
 
     def _run_on_device(self, batch: list[tuple[VideoInFlight, Window]]) -> None:
         pipeline = self.pipeline
-        frames = torch.stack([frame for _, window in batch for frame in window.frames])  # (B x T, [crops,] C, h, w)
-        frames = frames.unflatten(0, (len(batch), -1))
+        stacked = torch.stack([frame for _, window in batch for frame in window.frames])  # (B x T, [crops,] C, h, w)
+        stacked = stacked.unflatten(0, (len(batch), -1))
         # (B, [crops,] C, T, h, w): time after the channels
-        clips = frames.movedim(1, -3 if frames.dim() == 6 else 2).contiguous()
+        clips = stacked.movedim(1, -3 if stacked.dim() == 6 else 2).contiguous()
         if pipeline.inference.compiled and len(batch) < pipeline.batch_size:
             # a compiled forward is specialised to one batch shape: pad rather than recompile
             padding = clips[-1:].expand(pipeline.batch_size - len(batch), *clips.shape[1:])

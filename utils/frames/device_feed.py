@@ -71,7 +71,7 @@ class DeviceFeed:
         pixels = storage[first_pixel : first_pixel + images * layout.frame_bytes].view(images, *layout.frame_shape)
         return weights[0], weights[1], pixels
 
-    def frames(self, worker: int, slot: int, images: int) -> torch.Tensor:
+    def preprocess_slot(self, worker: int, slot: int, images: int) -> torch.Tensor:
         """The preprocessed frames of a slot: (images, 3, h, w), or (images, crops, 3, h, w) with crops,
         on the device. On a CPU the slot can be given back at once; on CUDA see ``releasable``."""
         storage = self.host[worker]
