@@ -156,7 +156,7 @@ def main() -> None:
     mains = " | ".join(f"main ms/batch {w}" for w in args.workers)
     print(f"| feature_type | model | all workers | network win/s | {feeds} | {mains} | e2e long win/s | long / bound "
           f"| e2e clips win/s | clips / bound | peak GPU MB |")
-    print("|" + "---|" * (10 + 2 * len(args.workers)), flush=True)
+    print("|" + "---|" * (9 + 2 * len(args.workers)), flush=True)
     for feature_type in args.feature_types:
         print(check(args, feature_type, budget), flush=True)
     print("\nbound: the smaller of the network alone and the feed alone with the last workers count")
