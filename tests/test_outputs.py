@@ -45,6 +45,20 @@ def test_a_run_log_that_cannot_be_written_leaves_no_file(tmp_path):
     assert result.stdout == "No space left on device\nexit code 0\n", result.stderr  # no empty .jsonl left
 
 
+def test_a_run_log_that_cannot_be_written_mid_run_is_one_warning_and_the_run_goes_on(tmp_path):
+    from utils.config import load_config
+    from utils.store.runlog import RunLog
+
+    log = RunLog(str(tmp_path), load_config({"pretrained": False}), "cpu", "0/1")
+    os.remove(log.path)
+    os.mkdir(log.path)  # appending to it now fails, as on a disk that filled up
+    with pytest.warns(UserWarning, match="cannot write the run log") as warned:
+        log.video("a.mp4", "extracted", 8, 1.0)
+        log.video("b.mp4", "failed", error="x")
+        log.end("2 videos", 1)
+    assert len(warned) == 1
+
+
 def test_a_run_log_folder_that_cannot_be_made_is_one_line_and_exit_2(tmp_path, capsys, r21d_checkpoint):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / ".runs").write_text("")  # a file where the folder of run logs goes

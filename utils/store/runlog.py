@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from collections import Counter
 from typing import Optional
 
@@ -41,6 +42,7 @@ class RunLog:
         os.makedirs(folder, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         self.path = os.path.join(folder, f"{stamp}-{socket.gethostname()}-{os.getpid()}.jsonl")
+        self._warned = False
         try:
             self._write(
                 event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard,
@@ -55,11 +57,23 @@ class RunLog:
 
     def video(self, path: str, status: str, windows: Optional[int] = None, seconds: Optional[float] = None,
               error: Optional[str] = None) -> None:
-        self._write(event="video", path=os.path.abspath(path), status=status, windows=windows,
-                    seconds=None if seconds is None else round(seconds, 3), error=error)
+        self._write_later(event="video", path=os.path.abspath(path), status=status, windows=windows,
+                          seconds=None if seconds is None else round(seconds, 3), error=error)
 
     def end(self, summary: str, exit_code: int) -> None:
-        self._write(event="end", summary=summary, exit_code=exit_code)
+        self._write_later(event="end", summary=summary, exit_code=exit_code)
+
+    def _write_later(self, **record) -> None:
+        """A record after the start. One that cannot be written (the disk filled up) is warned about
+        once and the run goes on: saved outputs and their settings record, not the log, decide what is
+        done, so the next run still skips the videos this one finishes."""
+        try:
+            self._write(**record)
+        except OSError as error:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"cannot write the run log {self.path} ({error.strerror or error}); the run goes on, "
+                              "but status will not count the videos it finishes from here")
 
     def _write(self, **record) -> None:
         record["time"] = time.time()
