@@ -70,7 +70,8 @@ class ExtractionConfig:
     )
     batch_size: int = option(1, "windows per forward pass (windows of consecutive videos share batches)")
     decode_workers: Union[int, str] = option(
-        "auto", "videos decoded at once, each in its own thread | auto: 1 on a CPU, half the cores (at most 8) on a GPU"
+        "auto", "decoding processes; a long video is cut into segments decoded at once | auto: 1 on a CPU, "
+        "one per core but one (at most 16) on a GPU"
     )
     compile: bool = option(False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
     on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
