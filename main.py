@@ -166,9 +166,9 @@ def check_overrides(argv: list[str]) -> None:
         key = override.get_key_element().lstrip("+~")
         if not override.is_sweep_override() or key.startswith(("hydra.", "hydra/")):
             continue
-        for value in list(override.sweep_string_iterator())[1:]:
+        for spelled, value in list(zip(override.sweep_string_iterator(), override.sweep_iterator()))[1:]:
             if key == "feature_type":
-                configs.append(load_config(first[:index] + [f"feature_type={value}"] + first[index + 1:]))
+                configs.append(load_config(first[:index] + [f"feature_type={spelled}"] + first[index + 1:]))
             else:
                 configs.append(with_sweep_value(cfg, key, value))
     if NOTHING_RUNS.intersection(word.split("=")[0] for word in argv):
@@ -178,12 +178,11 @@ def check_overrides(argv: list[str]) -> None:
         check_weights_path(each.weights_path)
 
 
-def with_sweep_value(cfg: DictConfig, key: str, value: str) -> DictConfig:
-    """A copy of ``cfg`` with one value of a sweep (as Hydra's override grammar spells it), checked."""
-    parsed = OverridesParser.create().parse_override(f"{key}={value}").value()
+def with_sweep_value(cfg: DictConfig, key: str, value) -> DictConfig:
+    """A copy of ``cfg`` with one value of a sweep (as Hydra parsed it), checked."""
     swept = copy.deepcopy(cfg)
     try:
-        OmegaConf.update(swept, key, parsed, merge=False)
+        OmegaConf.update(swept, key, value, merge=False)
     except OmegaConfBaseException as error:
         raise SettingsError(one_line(error)) from None
     check_config(swept)

@@ -126,6 +126,18 @@ def test_bad_options_fail_with_one_clear_line_before_any_video(args, line, tmp_p
     assert len(err.splitlines()) == 1 and re.fullmatch(line, err.rstrip("\n")), err
 
 
+@pytest.mark.parametrize("sweep, line", [
+    (["shard_id=range(0,5)", "num_shards=4"], "error: shard_id must be in 0 .. num_shards - 1 = 3, got 4"),
+    (["batch_size=1,x"], "error: batch_size: Value 'x' of type 'str' could not be converted to Integer"),
+    (["feature_type=r21d,c3d"], "error: unknown feature_type 'c3d'; choose one of: r21d, slowfast, timesformer"),
+])
+def test_every_value_of_a_sweep_is_checked_before_any_job(sweep, line, tmp_path, capsys):
+    video = fifo_video(tmp_path / "video.mp4")  # a job reading it would add a line of its own
+    code = main(["-m", *sweep, f"video_paths=[{video}]", "pretrained=false", "device=cpu"])
+    assert code == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
 def test_a_fifo_video_shows_when_it_is_read(tmp_path, capsys):
     # the check above can fail: with good options the video is read, and its line comes
     video = fifo_video(tmp_path / "video.mp4")
