@@ -1,6 +1,6 @@
 """The decoding processes and the feed: a long video cut into segments gives the features of one
-decode, a restart after a numbering failure and a process that dies fail nothing else, and the
-decoding processes stay free of torch."""
+decode, a file that starts with frames the decoder drops is numbered as one decode numbers it, a
+process that dies fails nothing else, and the decoding processes stay free of torch."""
 import os
 import signal
 import subprocess
@@ -50,9 +50,9 @@ def test_a_long_video_decoded_in_segments_gives_the_features_of_one_decode(long_
 
 
 @needs_ffmpeg
-def test_a_stream_whose_frames_cannot_be_numbered_first_is_decoded_again_whole(tmp_path, r21d_checkpoint):
-    # cut inside an open GOP: the decoder drops the leading frames that the index numbers, so skipping
-    # finds out only while decoding; the video is decoded again, every frame, its first windows dropped
+def test_a_file_cut_inside_an_open_gop_gives_the_same_windows_skipping_frames(tmp_path, r21d_checkpoint):
+    # it starts with leading frames the decoder drops: windows that skip frames number the frames as
+    # windows that decode every frame do
     source = str(tmp_path / "open.mkv")
     subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-c:v", "libx264", "-x264-params",
                     "open-gop=1:keyint=20", source], check=True)

@@ -42,6 +42,7 @@ class VideoResult:
     skipped: Optional[str] = None  # why the video was not read: the caller's claim() answer
     seconds: Optional[float] = None  # from the start of its decoding to its result
     segments: Optional[int] = None  # the parts that decoding processes decoded at once
+    restarted: Optional[str] = None  # why it was decoded again in one piece, if it was
 
 
 @dataclass
@@ -55,6 +56,8 @@ class VideoInFlight:
     assemblers: dict[int, WindowAssembler]  # of the segments still decoding
     progress: Optional[tqdm]
     segments: int = 1
+    boundaries: frozenset = frozenset()  # the frames two segments both decode, to be compared
+    digests: dict[int, set] = field(default_factory=dict)  # frame -> the digests of its decodes so far
     features: dict[int, np.ndarray] = field(default_factory=dict)  # by window index
     logits: dict[int, np.ndarray] = field(default_factory=dict)
     times: dict[int, tuple[float, float]] = field(default_factory=dict)
@@ -62,6 +65,7 @@ class VideoInFlight:
     windows_pending: int = 0  # cut but not yet through the network
     frame_count: int = 0
     error: Optional[str] = None
+    restarted: Optional[str] = None  # why an earlier attempt was given up for a decode in one piece
     started: float = field(default_factory=time.monotonic)
 
     def add(self, message: SlotFilled, preprocessed: Optional[torch.Tensor]) -> list[Window]:
@@ -79,6 +83,19 @@ class VideoInFlight:
                 windows.append(window)
         self.windows_pending += len(windows)
         return windows
+
+    def mismatch(self, digests: dict[int, bytes]) -> Optional[str]:
+        """Why the segments do not give the frames of one decode where they meet, as a segment's digests
+        come in (utils/video/segments.py); None while they agree."""
+        for frame, digest in digests.items():
+            self.digests.setdefault(frame, set()).add(digest)
+            if len(self.digests[frame]) > 1:
+                return f"segments disagree: frame {frame} decoded from a key frame differs from its decode before it"
+        if len(self.assemblers) == 1:  # the last segment: every frame they share must have come twice
+            for frame in sorted(self.boundaries):
+                if frame not in self.digests:
+                    return f"segments disagree: frame {frame} was not decoded where two segments meet"
+        return None
 
     def segment_done(self, number: int, stats: DecodeStats, keep_partial: bool) -> Optional[Window]:
         """A segment is decoded; after the last, the checks of the whole video, and the padded
@@ -125,14 +142,16 @@ class VideoInFlight:
         if self.error is None and order != list(range(len(order))):
             self.error = f"internal error: windows {order[0]}..{order[-1]} are not contiguous"
         if self.error is not None:
-            return VideoResult(self.path, error=self.error, seconds=seconds, segments=self.segments)
+            return VideoResult(self.path, error=self.error, seconds=seconds, segments=self.segments,
+                               restarted=self.restarted)
         outputs = {
             feature_type: np.stack([self.features[i] for i in order]).astype(np.float32),
             "timestamps_ms": np.array([self.times[i] for i in order], dtype=np.float64),
             "fps": np.array(self.fps, dtype=np.float64),
         }
         logits = np.stack([self.logits[i] for i in order]) if self.logits else None
-        return VideoResult(self.path, outputs=outputs, logits=logits, seconds=seconds, segments=self.segments)
+        return VideoResult(self.path, outputs=outputs, logits=logits, seconds=seconds, segments=self.segments,
+                           restarted=self.restarted)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -188,6 +207,7 @@ class Extraction:
         self.claim, self.progress = claim, progress
         self.jobs_ready: collections.deque = collections.deque()  # segments and reopened videos, first served
         self.attempts: dict[int, int] = {}  # job -> its current attempt, while it is in work
+        self.restarts: dict[int, str] = {}  # job -> why it is decoded again in one piece
         self.videos: dict[int, VideoInFlight] = {}
         self.batch: list[tuple[VideoInFlight, Window]] = []
         self.running: collections.deque = collections.deque()  # (batch, Pending) of batches run on the device
@@ -270,7 +290,10 @@ class Extraction:
             self._opened(message)
         elif isinstance(message, SegmentDone):
             video = self._current(message)
-            if video is not None:
+            mismatch = video.mismatch(message.digests) if video is not None else None
+            if mismatch is not None:
+                self._restart(message.job, mismatch)
+            elif video is not None:
                 padded = video.segment_done(message.segment, message.stats, self.pipeline.keep_partial)
                 if padded is not None:
                     self.batch.append((video, padded))
@@ -281,7 +304,7 @@ class Extraction:
                 self._fail(message.job, message.error)
         elif isinstance(message, Restart):
             if self.attempts.get(message.job) == message.attempt:
-                self._restart(message.job)
+                self._restart(message.job, message.reason)
         elif isinstance(message, Warned):
             warnings.warn(message.message)
         elif isinstance(message, Died):
@@ -302,8 +325,10 @@ class Extraction:
         expected = plan.count(message.estimated_frames) if message.estimated_frames else None
         if self.progress and expected and expected >= LONG_VIDEO_WINDOWS:
             bar = tqdm(total=expected, desc=os.path.basename(path), unit="window", leave=False)
+        boundaries = frozenset(s.next_first for s in message.segments if s.next_first is not None)
         self.videos[message.job] = VideoInFlight(path, message.attempt, message.fps, message.completeness,
-                                                 assemblers, bar, segments=len(message.segments))
+                                                 assemblers, bar, segments=len(message.segments),
+                                                 boundaries=boundaries, restarted=self.restarts.get(message.job))
         for segment in message.segments[1:]:
             self.jobs_ready.append(DecodeSegment(message.job, message.attempt, path, segment))
 
@@ -329,13 +354,15 @@ class Extraction:
         video = self.videos.get(job)
         if video is None:  # failed before it was opened
             del self.attempts[job]
-            self.results.append(VideoResult(self.paths[job], error=error))
+            self.results.append(VideoResult(self.paths[job], error=error, restarted=self.restarts.pop(job, None)))
             return
         video.error = error
         self._drop_windows(video)
 
-    def _restart(self, job: int) -> None:
-        """Decode the video again in one piece, every frame: its frames could not be numbered first."""
+    def _restart(self, job: int, reason: str) -> None:
+        """Decode the video again in one piece, every frame: its frames could not be numbered first,
+        or its segments did not give the frames of one decode."""
+        self.restarts[job] = reason
         video = self.videos.pop(job, None)
         if video is not None:
             video.close()
@@ -388,6 +415,7 @@ class Extraction:
         for job, video in list(self.videos.items()):
             if video.done and not any(v is video for batch, _ in self.running for v, _ in batch):
                 del self.videos[job], self.attempts[job]
+                self.restarts.pop(job, None)
                 self.results.append(video.result(self.pipeline.feature_type))
         results, self.results = self.results, []
         yield from results

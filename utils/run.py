@@ -200,7 +200,7 @@ class Run:
     def _log(self, result: VideoResult, status: str) -> None:
         if self.log is not None:
             windows = len(result.outputs["timestamps_ms"]) if result.outputs else None
-            self.log.video(result.path, status, windows, result.seconds, result.error)
+            self.log.video(result.path, status, windows, result.seconds, result.error, result.restarted)
 
     def _deliver(self, result: VideoResult) -> None:
         if self.store is not None:

@@ -4,7 +4,8 @@ write to one file). ``status`` reads them all back: per video its latest outcome
 
 Records: ``{"event": "start", ...}`` with the resolved config, versions, host, pid, device and
 shard; ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
-"seconds", "error"}``; ``{"event": "end", "summary", "exit_code"}``.
+"seconds", "error", "decoded_whole"}`` (``decoded_whole``: why a video cut into segments, or read
+skipping frames, was decoded again in one piece); ``{"event": "end", "summary", "exit_code"}``.
 """
 import contextlib
 import glob
@@ -56,9 +57,10 @@ class RunLog:
             raise
 
     def video(self, path: str, status: str, windows: Optional[int] = None, seconds: Optional[float] = None,
-              error: Optional[str] = None) -> None:
+              error: Optional[str] = None, decoded_whole: Optional[str] = None) -> None:
         self._write_later(event="video", path=os.path.abspath(path), status=status, windows=windows,
-                          seconds=None if seconds is None else round(seconds, 3), error=error)
+                          seconds=None if seconds is None else round(seconds, 3), error=error,
+                          decoded_whole=decoded_whole)
 
     def end(self, summary: str, exit_code: int) -> None:
         self._write_later(event="end", summary=summary, exit_code=exit_code)

@@ -1,5 +1,5 @@
 """A video stream's frames in presentation order, and where decoding may start, read from its
-packets without decoding them.
+packets, decoding only the first frames.
 
 A frame's position is the number of frames with an earlier presentation timestamp. Reading every
 packet's timestamp first (demuxing only: a few milliseconds per minute of video) gives each frame
@@ -12,6 +12,13 @@ packet before K in the file is shown at or after K. Frames decoded after K but s
 (the leading frames of an open GOP) are dropped. Streams whose timestamps cannot give that order
 (none, repeated ones, or ones that jump back, like concatenated MPEG-TS) get no index: they are
 decoded in one piece, in the decoder's order.
+
+The index holds the frames a decode of the whole file gives: a file cut without re-encoding (an
+open-GOP stream copied into MPEG-TS from the middle) starts with frames that reference what was
+cut away, which the decoder drops, so the frames shown before the first one it gives are left out.
+Whether a decoder started at a key frame gives that frame first is a property of the stream, not
+of its packets: a recovery point (x264's intra refresh) is flagged as a key frame, yet the decoder
+drops the frames after it until the picture is rebuilt. ``first_frame_from`` tells.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -19,9 +26,14 @@ from typing import Optional
 import av
 import numpy as np
 
+from utils.video.numbering import NumberingMismatch
+
 # More than the deepest frame reordering H.264 and HEVC allow (16 frames): a packet further than
 # this from its place in presentation order means the timestamps do not give that order.
 MAX_REORDER = 32
+# Packets decoded to find the first frame a decoder gives: a clean start gives it within the
+# decoder's reordering delay; a recovery point (intra refresh) drops a whole refresh period.
+PROBE_PACKETS = 2 * MAX_REORDER
 
 
 @dataclass(frozen=True)
@@ -70,9 +82,52 @@ def read_index(path: str, stream_index: int) -> Optional[FrameIndex]:
     positions = np.searchsorted(pts, packet_pts[shown])
     if np.abs(positions - np.arange(len(positions))).max() > MAX_REORDER:
         return None
+    first = first_frame_from(path, stream_index, None)
+    if first is None or first not in pts:
+        return None
+    pts = pts[pts >= first]  # those before the first frame the decoder gives are never shown
     cuts = [Cut(0, int(pts[0]), 0, 0)]
     shown_before = np.maximum.accumulate(np.where(shown, packet_pts, np.iinfo(np.int64).min))
     for number, (packet, dts, key, discard) in enumerate(packets[1:], start=1):
         if key and not discard and shown_before[number - 1] < packet:
             cuts.append(Cut(int(np.searchsorted(pts, packet)), packet, packet if dts is None else dts, number))
     return FrameIndex(pts, packet_pts, tuple(cuts))
+
+
+def packets_from(container, stream, cut: Optional[Cut]):
+    """The stream's packets from ``cut`` on (None: from the file's start), in the file's order."""
+    packets = (packet for packet in container.demux(stream) if packet.size)
+    if cut is None or cut.at_start:
+        yield from packets
+        return
+    container.seek(cut.dts, stream=stream, backward=True, any_frame=False)
+    for packet in packets:
+        if packet.pts == cut.pts:
+            yield packet
+            break
+        if packet.pts is None or packet.pts > cut.pts:  # every packet before a cut is shown before it
+            raise NumberingMismatch("seeking landed after the segment's key frame")
+    yield from packets
+
+
+def first_frame_from(path: str, stream_index: int, cut: Optional[Cut]) -> Optional[int]:
+    """The pts of the first frame a decoder started at ``cut`` (None: the file's start) gives, of
+    those shown from the cut on; None when none comes within PROBE_PACKETS packets. At a clean cut
+    it is the cut's own frame."""
+    with av.open(path) as container:
+        stream = container.streams.video[stream_index]
+        stream.codec_context.thread_count = 1  # frame threads would only delay the first frame
+        codec = stream.codec_context
+        try:
+            for count, packet in enumerate(packets_from(container, stream, cut)):
+                for frame in codec.decode(packet):
+                    if frame.pts is not None and (cut is None or frame.pts >= cut.pts):
+                        return frame.pts
+                if count >= PROBE_PACKETS:
+                    return None
+            for frame in codec.decode(None):
+                if frame.pts is not None and (cut is None or frame.pts >= cut.pts):
+                    return frame.pts
+        except (av.error.FFmpegError, NumberingMismatch):
+            return None
+    return None

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
-from utils.video.frame_index import Cut, FrameIndex, read_index
+from utils.video.frame_index import FrameIndex, packets_from, read_index
 from utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
 from utils.video.segments import Segment, whole
 
@@ -324,21 +324,6 @@ class VideoReader:
         if self._owned(segment, seconds):
             self.stats.add(seconds, duration or self._frame_seconds, corrupt)
 
-    def _packets_from(self, cut: Cut):
-        """The stream's packets from ``cut`` on, in the file's order."""
-        packets = (packet for packet in self._container.demux(self._stream) if packet.size)
-        if cut.at_start:
-            yield from packets
-            return
-        self._container.seek(cut.dts, stream=self._stream, backward=True, any_frame=False)
-        for packet in packets:
-            if packet.pts == cut.pts:
-                yield packet
-                break
-            if packet.pts is None or packet.pts > cut.pts:  # every packet before a cut is shown before it
-                raise NumberingMismatch("seeking landed after the segment's key frame")
-        yield from packets
-
     def _in_decoder_order(self):
         """(index, seconds, frame) of every frame, numbered in the order the decoder gives them.
         Timestamps that go back (a stream whose clock restarts, e.g. concatenated MPEG-TS) are made to
@@ -367,7 +352,7 @@ class VideoReader:
                                  keep_last=segment.last)
         tick = float(self.time_base)
         try:
-            for position, seconds, frame in decoder.frames(self._packets_from(segment.cut)):
+            for position, seconds, frame in decoder.frames(packets_from(self._container, self._stream, segment.cut)):
                 if frame is None:
                     self._count(segment, seconds, 0.0, False)
                 else:
@@ -405,8 +390,7 @@ class VideoReader:
                     yield outputs, float(frame.pts * frame.time_base), frame
                 outputs += 1
 
-        packets = self._packets_from(cut) if cut is not None else self._container.demux(self._stream)
-        for index, frame in enumerate(self._decoded_from(packets, cut)):
+        for index, frame in enumerate(self._source_frames(segment) if cut is not None else self._decoded()):
             if frame.pts is None:  # raw streams without timestamps: assume a constant rate
                 frame.pts = round(index / self._stream.average_rate / self._stream.time_base)
             seconds = frame.pts * tick
@@ -422,22 +406,32 @@ class VideoReader:
             # a segment stops once it has its frames and has counted the source frames it owns
             if until is not None and outputs >= until and owned_until is not None and seconds >= owned_until:
                 return
+        if until is not None:  # the filter would repeat the last frame it has up to the segment's end
+            raise NumberingMismatch("the segment's source frames ended before its last resampled frame")
         graph.push(None)
         yield from drain()
 
-    def _decoded_from(self, packets, cut: Optional[Cut]):
-        """Decoded frames with timestamps shifted as the ffmpeg program shifts them; from a cut,
-        without the frames shown before it (an open GOP's leading frames)."""
-        for packet in packets:
+    def _source_frames(self, segment: Segment):
+        """A later segment's decoded frames from its key frame on, timestamps shifted; each must be the
+        index's next frame (NumberingMismatch otherwise: the decoder dropped or added one)."""
+        decoder = IndexedDecoder(self._container, self._stream, segment.pts, segment.cut.position,
+                                 segment.cut.position, None, self.shift, lambda position: True, only_used=False,
+                                 keep_last=segment.last)
+        for _, _, frame in decoder.frames(packets_from(self._container, self._stream, segment.cut)):
+            frame.pts -= self.shift
+            yield frame
+
+    def _decoded(self):
+        """Every decoded frame of the whole video, timestamps shifted as the ffmpeg program shifts them."""
+        codec = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
             if not packet.size:
                 continue
-            for frame in self._stream.codec_context.decode(packet):
-                if cut is not None and not cut.at_start and frame.pts is not None and frame.pts < cut.pts:
-                    continue
+            for frame in codec.decode(packet):
                 if frame.pts is not None:
                     frame.pts -= self.shift
                 yield frame
-        for frame in self._stream.codec_context.decode(None):
+        for frame in codec.decode(None):
             if frame.pts is not None:
                 frame.pts -= self.shift
             yield frame

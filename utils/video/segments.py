@@ -11,6 +11,12 @@ With ``extraction_fps`` the frames are the fps filter's output: a segment's fram
 n-th output frame of the whole video's filter, whose grid starts at the video's first frame. A
 segment therefore starts where the output frame before its first one would start, one output
 frame of margin for the filter's rounding of timestamps to its grid (utils/video/reader.py checks it).
+
+Every segment after the first is checked while it is decoded, so that no stream the planner did not
+foresee can change the features: its source frames must be the index's, one by one from its key
+frame on (utils/video/numbering.py), and its first frame a window uses is decoded by the segment
+before it too, so that the pipeline compares the two decodes' pixels (``next_first``). A video
+whose check fails is decoded again in one piece.
 """
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from utils.frames.windows import WindowPlan
-from utils.video.frame_index import Cut, FrameIndex
+from utils.video.frame_index import MAX_REORDER, Cut, FrameIndex
 
 MIN_SEGMENT_SECONDS = 10.0  # shorter segments spend too much of their time decoding up to their first frame
 
@@ -39,7 +45,12 @@ class Segment:
     owned_from: float  # seconds: the source frames this segment counts
     owned_until: Optional[float]
     origin_pts: int  # the video's first frame's pts: where the fps filter's grid starts
-    pts: Optional[np.ndarray] = None  # the index's pts from the cut's position on: numbers frames at the native rate
+    pts: Optional[np.ndarray] = None  # the index's pts from the cut's position on: the source frames decoded
+    next_first: Optional[int] = None  # the next segment's first frame a window uses, also decoded here
+
+    def first_used(self, plan: WindowPlan) -> int:
+        """The first frame a window of this segment uses."""
+        return self.first_window * plan.step + min(plan.offsets)
 
 
 def whole(index: Optional[FrameIndex]) -> Segment:
@@ -81,13 +92,20 @@ def split(index: FrameIndex, plan: WindowPlan, time_base: Fraction, shift: int, 
     segments = []
     for number, ((first_window, cut), (end_window, _)) in enumerate(zip(bounds, bounds[1:])):
         first_frame = first_window * plan.step
-        until = None if end_window is None else max(end_window * plan.step, (end_window - 1) * plan.step + plan.stack)
+        next_first, until = None, None
+        if end_window is not None:
+            next_first = end_window * plan.step + min(plan.offsets)
+            until = max(next_first + 1, (end_window - 1) * plan.step + plan.stack)
+        if extraction_fps:  # the source frames up to a second past the segment's last output frame
+            last_pts = index.pts[0] + (frame_time(until) + 1.0 - origin) / time_base if until is not None else None
+            end = index.frames if until is None else min(index.frames, int(np.searchsorted(index.pts, last_pts)) + MAX_REORDER)
+        else:
+            end = until
         segments.append(Segment(
             number=number, last=end_window is None, first_window=first_window, end_window=end_window, cut=cut,
             first_frame=first_frame, until=until,
             owned_from=float("-inf") if number == 0 else frame_time(first_frame),
             owned_until=None if end_window is None else frame_time(end_window * plan.step),
-            origin_pts=int(index.pts[0]),
-            pts=None if extraction_fps else index.pts[cut.position:until],
+            origin_pts=int(index.pts[0]), pts=index.pts[cut.position:end], next_first=next_first,
         ))
     return segments

@@ -15,6 +15,7 @@ decode the video again in one piece). Warnings raised while decoding are sent as
 
     python -m utils.video.worker CONNECTION_FD BUFFER_FD   (started by utils/video/pool.py)
 """
+import hashlib
 import mmap
 import os
 import signal
@@ -29,6 +30,7 @@ import numpy as np
 
 from utils.frames.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
 from utils.frames.windows import WindowPlan
+from utils.video.frame_index import first_frame_from
 from utils.video.numbering import NumberingMismatch
 from utils.video.reader import Completeness, DecodeStats, VideoError, VideoReader, rgb_view
 from utils.video.reencode import reencode_to_fps
@@ -142,6 +144,7 @@ class SegmentDone:
     attempt: int
     segment: int
     stats: DecodeStats
+    digests: dict[int, bytes]  # frame -> digest of its pixels: the first a window uses, and the next segment's
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class Worker:
             try:
                 done = self.open_video(job) if isinstance(job, OpenVideo) else self.decode(job, job.path, job.segment)
             except NumberingMismatch as mismatch:
-                done = Restart(job.job, job.attempt, str(mismatch))
+                done = Restart(job.job, job.attempt, f"frames not as the index numbers them: {mismatch}")
             except (VideoError, OSError) as error:
                 done = Failed(job.job, job.attempt, str(error))
             except Exception as error:  # an unforeseen decoder error fails this video, not the process
@@ -212,14 +215,18 @@ class Worker:
                 if not settings.keep_tmp_files:
                     os.remove(source)
         reader = VideoReader(job.path, settings.extraction_fps, settings.codec_threads)
-        long_enough = settings.max_segments > 1 and (reader.duration or 0) >= 2 * settings.min_segment_seconds
+        # a file that declares no duration (a live stream's Matroska) may be long: its index tells
+        minimum = 2 * settings.min_segment_seconds
+        may_split = settings.max_segments > 1 and (reader.duration is None or reader.duration >= minimum)
         skips = reader.skippable and settings.plan.leaves_frames_out
-        index = reader.index() if job.attempt == 0 and (skips or long_enough) else None
-        if index is not None and long_enough:
-            segments = split(index, settings.plan, reader.time_base, reader.shift, settings.extraction_fps,
-                             settings.max_segments, settings.min_segment_seconds)
-        else:
-            segments = [whole(index)]
+        index = reader.index() if job.attempt == 0 and (skips or may_split) else None
+        segments = [whole(index)]
+        if index is not None and may_split:
+            planned = split(index, settings.plan, reader.time_base, reader.shift, settings.extraction_fps,
+                            settings.max_segments, settings.min_segment_seconds)
+            # a key frame a decoder does not start at cleanly (a recovery point) would restart every segment
+            if len(planned) == 1 or first_frame_from(job.path, 0, planned[1].cut) == planned[1].cut.pts:
+                segments = planned
         self.opened(job, reader, segments)
         return self.decode(job, job.path, segments[0], reader)
 
@@ -235,15 +242,22 @@ class Worker:
         plan, layout = settings.plan, settings.layout
         only_used = job.attempt == 0 and plan.leaves_frames_out
         stretch = Stretch(self, job, segment.number)
+        # the frames two segments both decode, whose pixels the pipeline compares
+        compared = {segment.next_first} | ({segment.first_used(plan)} if segment.number else set())
+        digests = {}
         with reader:
-            wanted = lambda index: plan.uses(index, segment.first_window, segment.end_window)  # noqa: E731
-            for decoded in reader.decoded(wanted, only_used, segment):
+            uses = lambda index: plan.uses(index, segment.first_window, segment.end_window)  # noqa: E731
+            for decoded in reader.decoded(lambda index: uses(index) or index in compared, only_used, segment):
                 image = None
                 if decoded.wanted and decoded.frame is not None:
                     image = rgb_view(self.rgb, decoded.frame)
+                    if decoded.index in compared:
+                        digests[decoded.index] = hashlib.blake2b(np.ascontiguousarray(image)).digest()
+                    if decoded.index == segment.next_first and not uses(decoded.index):
+                        image = None  # decoded only to be compared
                 stretch.add(decoded.index, decoded.time, image, layout)
             stretch.send()
-        return SegmentDone(job.job, job.attempt, segment.number, reader.stats)
+        return SegmentDone(job.job, job.attempt, segment.number, reader.stats, digests)
 
     def take_slot(self) -> int:
         """A free slot, waiting for the pipeline to give one back if need be."""
