@@ -210,7 +210,7 @@ def test_the_flat_memory_mechanism_a_video_in_flight_keeps_copies_not_views_of_t
     # the freed window buffers in glibc's heap: memory grew by about two windows per window (5 GB
     # over 750 windows of a 20-minute video).
     from utils.pipeline import VideoInFlight
-    from utils.video.reader import Completeness
+    from utils.video.completeness import Completeness
     from utils.frames.windows import Window, WindowAssembler, WindowPlan
 
     video = VideoInFlight("v.mp4", 0, 25.0, Completeness(None, 0.04), {0: WindowAssembler(WindowPlan(2, 2, (0, 1)), 0.04)},

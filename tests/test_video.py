@@ -9,7 +9,10 @@ import pytest
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg
 from utils.frames.windows import WindowPlan
 from utils.video.numbering import NumberingMismatch
-from utils.video.reader import DecodeStats, PartialVideo, VideoError, VideoReader, rgb_view
+from utils.errors import PartialVideo, VideoError
+from utils.video.completeness import DecodeStats
+from utils.video.reader import VideoReader
+from utils.video.rgb import rgb_view
 from utils.video.segments import split
 
 

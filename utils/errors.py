@@ -25,3 +25,11 @@ class DeviceError(Exception):
 
 class ExtractionError(Exception):
     """A video could not be extracted. The message names the cause."""
+
+
+class VideoError(Exception):
+    """A video cannot be read. The message is one line that names the cause."""
+
+
+class PartialVideo(UserWarning):
+    """With ``keep_partial``: the video was read only in part (truncated, or corrupt data)."""

@@ -30,7 +30,8 @@ from utils.network.weights import build_with_weights
 from utils.pipeline import Pipeline, VideoResult
 from utils.video.pool import resolve_decode_workers
 from utils.video.segments import MIN_SEGMENT_SECONDS
-from utils.video.worker import Settings, SlotLayout
+from utils.frames.slots import SlotLayout
+from utils.video.worker import Settings
 
 
 class Extractor:

@@ -26,7 +26,9 @@ from utils.frames.device_feed import DeviceFeed
 from utils.frames.windows import Window, WindowAssembler
 from utils.network.runner import Inference
 from utils.video.pool import DecoderPool, Died, usable_cores
-from utils.video.reader import Completeness, DecodeStats, VideoError, check_input
+from utils.errors import VideoError
+from utils.video.completeness import Completeness, DecodeStats
+from utils.video.reader import check_input
 from utils.video.worker import (DecodeSegment, Failed, Opened, OpenVideo, Restart, SegmentDone, Settings, SlotFilled,
                                  Warned)
 

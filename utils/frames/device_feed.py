@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from utils.frames.transforms import interpolate_normalize
-from utils.video.worker import SLOTS, SlotLayout
+from utils.frames.slots import SLOTS, SlotLayout
 
 
 class Pending:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Optional
 
-from utils.video.worker import SLOTS, Released, Settings, SlotLayout
+from utils.frames.slots import SLOTS, SlotLayout
+from utils.video.worker import Released, Settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where `-m utils...` imports from
 

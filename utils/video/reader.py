@@ -20,22 +20,12 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
+from utils.errors import PartialVideo, VideoError
+from utils.video.completeness import Completeness, DecodeStats
 from utils.video.frame_index import FrameIndex, packets_from, read_index
+from utils.video.rgb import rgb_view
 from utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
 from utils.video.segments import Segment, whole
-
-# A video whose frames end more than this short of the end its file declares is reported as truncated:
-# the larger of a time and a number of frames at the native rate. Complete files end within a frame.
-TRUNCATED_SECONDS = 1.0
-TRUNCATED_FRAMES = 2
-
-
-class VideoError(Exception):
-    """A video cannot be read. The message is one line that names the cause."""
-
-
-class PartialVideo(UserWarning):
-    """With ``keep_partial``: the video was read only in part (truncated, or corrupt data)."""
 
 
 @dataclass
@@ -55,57 +45,6 @@ class Decoded:
     wanted: bool  # a window uses it, or it is the video's last frame (which pads a short video)
 
 
-@dataclass
-class DecodeStats:
-    """What the truncation and damage checks need, over the source frames a read owns."""
-
-    source_frames: int = 0
-    corrupt_frames: int = 0
-    first_corrupt: Optional[float] = None  # seconds
-    decoded_until: Optional[float] = None  # seconds: where the last source frame ends
-
-    def add(self, seconds: Optional[float], duration: float, corrupt: bool) -> None:
-        self.source_frames += 1
-        if seconds is not None and (self.decoded_until is None or seconds + duration > self.decoded_until):
-            self.decoded_until = seconds + duration
-        if corrupt:
-            self.corrupt_frames += 1
-            if self.first_corrupt is None:
-                self.first_corrupt = seconds
-
-    def merged(self, other: "DecodeStats") -> "DecodeStats":
-        """The stats of two reads of disjoint parts (segments) together."""
-        firsts = [s for s in (self.first_corrupt, other.first_corrupt) if s is not None]
-        untils = [s for s in (self.decoded_until, other.decoded_until) if s is not None]
-        return DecodeStats(self.source_frames + other.source_frames, self.corrupt_frames + other.corrupt_frames,
-                           min(firsts, default=None), max(untils, default=None))
-
-
-@dataclass(frozen=True)
-class Completeness:
-    """What a file declares about its video stream's end, to check a read of it against."""
-
-    video_end: Optional[float]  # seconds
-    frame_seconds: float  # one frame at the native rate
-
-    def problems(self, stats: DecodeStats) -> list[str]:
-        """Why the read was partial: truncated (its frames end well before the declared end), or damaged."""
-        problems = []
-        end, until = self.video_end, stats.decoded_until
-        if end is not None and until is not None and end - until > max(
-            TRUNCATED_SECONDS, TRUNCATED_FRAMES * self.frame_seconds
-        ):
-            problems.append(
-                f"truncated: decoding ended at {until:.1f} s of the declared {end:.1f} s ({stats.source_frames} frames)"
-            )
-        if stats.corrupt_frames:
-            where = f", the first at {stats.first_corrupt:.1f} s" if stats.first_corrupt is not None else ""
-            problems.append(
-                f"corrupt data: {stats.corrupt_frames} of {stats.source_frames} frames decoded with errors{where}"
-            )
-        return problems
-
-
 def check_input(path: str) -> None:
     """VideoError, before anything opens it, for a path that is not a readable regular file (a FIFO
     or a device would block the reading process forever)."""
@@ -119,32 +58,6 @@ def check_input(path: str) -> None:
         raise VideoError("is a directory, not a video file")
     if not stat.S_ISREG(mode):
         raise VideoError("not a regular file (a FIFO, socket or device), so it is not read")
-
-
-def _quarter_turns(degrees: float) -> int:
-    """Counter-clockwise quarter turns (np.rot90's k) that show a frame as the ffmpeg program does.
-
-    ``degrees`` is PyAV's ``VideoFrame.rotation``: the display matrix's angle, counter-clockwise
-    (90 for a file tagged ``-metadata:s:v:0 rotate=90`` by the ffmpeg program; tests/test_video.py
-    checks the direction against ffmpeg's autorotated re-encode). Angles that are not within a
-    degree of a multiple of 90 are left as stored (ffmpeg would rotate those with its rotate filter);
-    the flip of a mirrored display matrix is not applied.
-    """
-    turns = round(degrees / 90)
-    return turns % 4 if abs(degrees - 90 * turns) <= 1 else 0
-
-
-def rgb_view(reformatter, frame) -> np.ndarray:
-    """The frame as an (H, W, 3) RGB view, turned upright as the ffmpeg program shows it (its
-    autorotate); a view of the converted frame's own memory, not a copy."""
-    # one thread: by default swscale wakes a thread per core for every frame, and on a CPU those cores
-    # are running the network; per-pixel conversion, so the pixels are the same
-    converted = reformatter.reformat(frame, format="rgb24", threads=1)
-    plane = converted.planes[0]
-    rows = np.frombuffer(plane, dtype=np.uint8).reshape(converted.height, plane.line_size)
-    image = rows[:, : 3 * converted.width].reshape(converted.height, converted.width, 3)
-    turns = _quarter_turns(frame.rotation) if frame.rotation else 0
-    return np.rot90(image, turns) if turns else image
 
 
 def _describe(error: Exception) -> str:
