@@ -44,26 +44,26 @@ def ffmpeg(*args):
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
-def testsrc(seconds, rate=25, size="320x240"):
+def lavfi_testsrc(seconds, rate=25, size="320x240"):
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
 
 
 def intra_refresh(folder):
     """x264 with intra refresh: no IDR frame after the first; its key frames are recovery points."""
     path = folder / "intra_refresh.mp4"
-    ffmpeg(*testsrc(60), "-c:v", "libx264", "-bf", "3", "-x264-params", "intra-refresh=1:keyint=50", path)
+    ffmpeg(*lavfi_testsrc(60), "-c:v", "libx264", "-bf", "3", "-x264-params", "intra-refresh=1:keyint=50", path)
     return path
 
 
 def hevc_open_gop_cut_into_ts(folder):
     """Open-GOP HEVC cut without re-encoding into MPEG-TS: it starts with leading frames the decoder drops."""
-    ffmpeg(*testsrc(65), "-c:v", "libx265", "-x265-params", "keyint=100:log-level=error", folder / "hevc.mkv")
+    ffmpeg(*lavfi_testsrc(65), "-c:v", "libx265", "-x265-params", "keyint=100:log-level=error", folder / "hevc.mkv")
     ffmpeg("-ss", "4.5", "-i", folder / "hevc.mkv", "-c", "copy", folder / "hevc_cut.ts")
     return folder / "hevc_cut.ts"
 
 
 def mpeg2_open_gop_cut_into_ts(folder):
-    ffmpeg(*testsrc(65), "-c:v", "mpeg2video", "-q:v", "4", "-bf", "2", "-g", "15", folder / "mpeg2.ts")
+    ffmpeg(*lavfi_testsrc(65), "-c:v", "mpeg2video", "-q:v", "4", "-bf", "2", "-g", "15", folder / "mpeg2.ts")
     ffmpeg("-ss", "5.3", "-i", folder / "mpeg2.ts", "-c", "copy", folder / "mpeg2_cut.ts")
     return folder / "mpeg2_cut.ts"
 
@@ -76,32 +76,32 @@ REPRODUCTIONS = {  # the three kinds of stream that once gave other features in 
 
 
 def h264_open_gop_cut_into_ts(folder):
-    ffmpeg(*testsrc(14), "-c:v", "libx264", "-bf", "3", "-x264-params", "open-gop=1:keyint=30", folder / "open.mkv")
+    ffmpeg(*lavfi_testsrc(14), "-c:v", "libx264", "-bf", "3", "-x264-params", "open-gop=1:keyint=30", folder / "open.mkv")
     ffmpeg("-ss", "1.3", "-i", folder / "open.mkv", "-c", "copy", folder / "open_cut.ts")
     return folder / "open_cut.ts"
 
 
 def variable_rate(folder):
-    ffmpeg(*testsrc(12), "-c:v", "libx264", "-g", "25", "-vf", "setpts='PTS+gte(N,60)*0.37/TB+gte(N,150)*0.21/TB'",
+    ffmpeg(*lavfi_testsrc(12), "-c:v", "libx264", "-g", "25", "-vf", "setpts='PTS+gte(N,60)*0.37/TB+gte(N,150)*0.21/TB'",
            "-fps_mode", "vfr", folder / "vfr.mp4")
     return folder / "vfr.mp4"
 
 
 def edit_list(folder):
     """A stream-copy cut between key frames: an MP4 edit list whose first packets are decoded, not shown."""
-    ffmpeg(*testsrc(14), "-c:v", "libx264", "-g", "25", "-bf", "2", folder / "whole.mp4")
+    ffmpeg(*lavfi_testsrc(14), "-c:v", "libx264", "-g", "25", "-bf", "2", folder / "whole.mp4")
     ffmpeg("-ss", "0.7", "-i", folder / "whole.mp4", "-c", "copy", folder / "edit_list.mp4")
     return folder / "edit_list.mp4"
 
 
 def fragmented_mp4(folder):
-    ffmpeg(*testsrc(12), "-c:v", "libx264", "-g", "25", "-movflags", "frag_keyframe+empty_moov",
+    ffmpeg(*lavfi_testsrc(12), "-c:v", "libx264", "-g", "25", "-movflags", "frag_keyframe+empty_moov",
            folder / "fragmented.mp4")
     return folder / "fragmented.mp4"
 
 
 def mkv_without_cues(folder):
-    ffmpeg(*testsrc(12), "-c:v", "libx264", "-g", "25", "-cues_to_front", "0", "-reserve_index_space", "0",
+    ffmpeg(*lavfi_testsrc(12), "-c:v", "libx264", "-g", "25", "-cues_to_front", "0", "-reserve_index_space", "0",
            folder / "cued.mkv")
     ffmpeg("-i", folder / "cued.mkv", "-c", "copy", "-write_crc32", "0", "-f", "matroska", "-live", "1",
            folder / "no_cues.mkv")  # a live stream's Matroska: no index to seek by
@@ -109,7 +109,7 @@ def mkv_without_cues(folder):
 
 
 def ntsc_rate(folder):
-    ffmpeg(*testsrc(12, rate="30000/1001"), "-c:v", "libx264", "-bf", "3", "-g", "30", folder / "ntsc.mp4")
+    ffmpeg(*lavfi_testsrc(12, rate="30000/1001"), "-c:v", "libx264", "-bf", "3", "-g", "30", folder / "ntsc.mp4")
     return folder / "ntsc.mp4"
 
 
@@ -193,7 +193,7 @@ def mpeg4_p_frames_flagged_as_key_frames(folder):
     """MPEG-4 Part 2 with one I-frame, every 25th packet flagged as a key frame: the planner cuts
     there, and a decoder started there gives every frame, on time, from a grey reference: only
     the pixels show that they are not the frames of one decode."""
-    ffmpeg(*testsrc(30), "-c:v", "mpeg4", "-g", "1000", "-bf", "0", "-q:v", "4", folder / "one_i_frame.mkv")
+    ffmpeg(*lavfi_testsrc(30), "-c:v", "mpeg4", "-g", "1000", "-bf", "0", "-q:v", "4", folder / "one_i_frame.mkv")
     return flag_as_key_frames(folder / "one_i_frame.mkv", folder / "false_keys.mp4", lambda n: n % 25 == 0)
 
 
@@ -201,8 +201,8 @@ def h264_recovery_points_after_idr_frames(folder):
     """15 s of H.264 with an IDR frame every second, then 25 s with intra refresh, joined without
     re-encoding: the first cut is clean, so the video is cut; a decoder started at a later one (a
     recovery point) drops frames until the picture is rebuilt, and the numbering check finds it out."""
-    ffmpeg(*testsrc(15), "-c:v", "libx264", "-bf", "0", "-g", "25", folder / "idr.ts")
-    ffmpeg(*testsrc(25), "-c:v", "libx264", "-bf", "0", "-x264-params", "intra-refresh=1:keyint=25",
+    ffmpeg(*lavfi_testsrc(15), "-c:v", "libx264", "-bf", "0", "-g", "25", folder / "idr.ts")
+    ffmpeg(*lavfi_testsrc(25), "-c:v", "libx264", "-bf", "0", "-x264-params", "intra-refresh=1:keyint=25",
            folder / "refresh.ts")
     (folder / "parts.txt").write_text(f"file '{folder / 'idr.ts'}'\nfile '{folder / 'refresh.ts'}'\n")
     ffmpeg("-f", "concat", "-safe", "0", "-i", folder / "parts.txt", "-c", "copy", folder / "joined.ts")
