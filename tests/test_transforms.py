@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.frames.preprocessing import ResizeCrop, Taps, bilinear_taps, gather, short_side_size
-from utils.frames.transforms import interpolate_normalize
+from utils.frames.transforms import interpolate_normalize, unit_scale
 
 MEAN, STD = (0.45, 0.4, 0.35), (0.225, 0.25, 0.2)
 
@@ -55,3 +55,21 @@ def test_short_side_size_floors_the_long_side():
     assert short_side_size(1280, 720, 256) == (455, 256)
     assert short_side_size(270, 481, 224) == (224, 399)  # 399.01
     assert short_side_size(100, 100, 224) == (224, 224)
+
+
+def test_every_device_gets_the_cpus_division_by_255():
+    # a CUDA device computes x / 255 (a Python scalar) as x * (1 / 255): 126 of the 256 values would
+    # differ in the last bit; the transform's table holds the CPU's true quotients, whatever the device
+    values = torch.arange(256, dtype=torch.float32)
+    true_quotients, reciprocal_products = values / 255, values * (1 / 255)
+    assert (true_quotients != reciprocal_products).sum() == 126
+    assert torch.equal(unit_scale(torch.device("cpu")), true_quotients)
+    pixels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 16, 16).expand(1, 1, 3, 16, 16).contiguous()
+    half = torch.full((1, 8), 0.5)
+    for weights in (torch.zeros(1, 8), half):  # the left / top taps alone, then their mean
+        out = interpolate_normalize(pixels, weights, weights, (0.0,) * 3, (1.0,) * 3)
+        left_top = true_quotients.view(16, 16)[:8, :8]
+        if weights is half:
+            rows = true_quotients.view(16, 16)[:, :8] * 0.5 + true_quotients.view(16, 16)[:, 8:] * 0.5
+            left_top = rows[:8] * 0.5 + rows[8:] * 0.5
+        assert torch.equal(out[0, 0, 0], left_top)

@@ -4,7 +4,10 @@ interpolation of the gathered taps (utils/frames/preprocessing.py), channel orde
 ``interpolate_normalize`` runs a fixed number of kernels whatever the number of frames or crops.
 Its arithmetic is, element by element, that of the reference order of operations: float / 255,
 resize (width first, then height, the order torch's separable kernel combines the four taps in),
-crop, channels reversed for BGR networks, (x - mean) / std.
+crop, channels reversed for BGR networks, (x - mean) / std. Every step is one elementwise operation
+rounded to float32, and the one division a GPU would compute otherwise (by a Python scalar, as a
+multiplication by its reciprocal) is a table made on the CPU, so a CUDA device gets the same input
+as the CPU, bit for bit.
 """
 import functools
 
@@ -12,6 +15,13 @@ import numpy as np
 import torch
 
 from utils.frames.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
+
+
+@functools.lru_cache(maxsize=16)
+def unit_scale(device: torch.device) -> torch.Tensor:
+    """x / 255 for each uint8 value x, divided on the CPU and copied to ``device``. On CUDA, ``x / 255``
+    is computed as ``x * (1 / 255)``: 126 of the 256 values would differ from the CPU's in the last bit."""
+    return (torch.arange(256, dtype=torch.float32) / 255).to(device)
 
 
 @functools.lru_cache(maxsize=16)
@@ -27,7 +37,7 @@ def interpolate_normalize(pixels: torch.Tensor, row_weights: torch.Tensor, colum
     h, w = row_weights.shape[1], column_weights.shape[1]
     wx = column_weights[:, None, None, :]  # (crops, 1, 1, w): broadcast over frames, channels, rows
     wy = row_weights[:, None, :, None]
-    values = pixels.float() / 255
+    values = unit_scale(pixels.device).index_select(0, pixels.flatten().int()).view(pixels.shape)
     rows = values[..., :w] * (1 - wx) + values[..., w:] * wx
     out = rows[..., :h, :] * (1 - wy) + rows[..., h:, :] * wy
     if bgr:
