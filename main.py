@@ -8,6 +8,8 @@ scancel, kill).
 """
 import contextlib
 import copy
+import math
+import os
 import signal
 import sys
 import threading
@@ -41,6 +43,7 @@ from tqdm import tqdm
 
 from utils.config import CONFIG_DIR, check_config, check_files, load_config, one_line, video_paths
 from utils.errors import DeviceError, OutputNameClash, SettingsError, WeightsError
+from utils.machine import SWEEP_JOBS_VARIABLE, MachineShare, share_of_sweep_job
 from utils.network.weights import check_weights_path
 from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, Run
 from utils.store.runlog import status_report
@@ -87,7 +90,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     tqdm.write(f"warning: {message}", file=sys.stderr)  # on its own line, not glued to a progress bar
 
 
-def run_job(cfg: DictConfig, sweep_job: Optional[int] = None) -> int:
+def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
     """One job: the run of one configuration; returns its exit code. Ctrl-C (SIGTERM) ends the
     process with one line and exit code 130 (143); a sweep's other jobs do not start."""
     run = None
@@ -95,7 +98,7 @@ def run_job(cfg: DictConfig, sweep_job: Optional[int] = None) -> int:
         check_config(cfg)
         if cfg.status:
             return print_status(cfg)
-        run = Run(cfg, sweep_job=sweep_job)
+        run = Run(cfg, share=share)
         summary = run()
     except (SettingsError, OutputNameClash, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -135,8 +138,12 @@ def app(cfg: DictConfig) -> None:
     multirun = hydra_config.mode == RunMode.MULTIRUN
     if multirun:
         print(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}", file=sys.stderr)
+    share = None
+    if multirun:  # the jobs its launcher runs on this machine at once share its GPUs and cores
+        launcher = OmegaConf.to_container(hydra_config.launcher, resolve=True)
+        share = share_of_sweep_job(hydra_config.job.num, launcher, int(os.environ.get(SWEEP_JOBS_VARIABLE, "1")))
     with signals_stop_the_run():
-        code = run_job(cfg, hydra_config.job.num if multirun else None)
+        code = run_job(cfg, share)
     if code and multirun:
         raise JobFailed(f"job {hydra_config.job.num} ended with exit code {code}")
     if code:
@@ -147,9 +154,10 @@ def app(cfg: DictConfig) -> None:
 NOTHING_RUNS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version"}
 
 
-def check_overrides(argv: list[str]) -> None:
+def check_overrides(argv: list[str]) -> int:
     """Bad overrides, a missing list file or weights file, as one line before Hydra starts (Hydra's
-    own report spans many lines and exits 1; a sweep would start every job). The config is composed
+    own report spans many lines and exits 1; a sweep would start every job); returns the number of
+    jobs a sweep of these overrides runs. The config is composed
     once with each sweep's first value; the other values of a sweep (a choice list or a range) are
     set into a copy of it and checked there, and each feature_type of a sweep is composed, since
     choosing another one changes the config."""
@@ -172,10 +180,11 @@ def check_overrides(argv: list[str]) -> None:
             else:
                 configs.append(with_sweep_value(cfg, key, value))
     if NOTHING_RUNS.intersection(word.split("=")[0] for word in argv):
-        return
+        return 1
     for each in configs:
         check_files(each)
         check_weights_path(each.weights_path)
+    return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
 
 
 def with_sweep_value(cfg: DictConfig, key: str, value) -> DictConfig:
@@ -193,7 +202,7 @@ def main(argv: list[str]) -> int:
     """Runs the command line; returns its exit code. Every outcome ends as SystemExit: a job's
     code (app), Hydra's own exit 1 for a failed sweep job, or a signal's 130 / 143."""
     try:
-        check_overrides(argv)
+        os.environ[SWEEP_JOBS_VARIABLE] = str(check_overrides(argv))  # the jobs inherit it
     except (SettingsError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS

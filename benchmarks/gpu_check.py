@@ -81,7 +81,6 @@ def check(args, feature_type: str, budget: Budget) -> str:
 
     from utils.config import load_config
     from utils.extractor import Extractor
-    from utils.video.pool import resolve_decode_workers
 
     def build(workers):
         return Extractor(load_config({"feature_type": feature_type, "device": args.device, "pretrained": False,
@@ -91,7 +90,7 @@ def check(args, feature_type: str, budget: Budget) -> str:
     cuda = args.device.startswith("cuda")
     cells = []
     extractor = build("auto")
-    all_workers = resolve_decode_workers("auto", extractor.device.type)
+    all_workers = extractor.pipeline.decode_workers  # what decode_workers=auto resolved to
     clips = random_batch(extractor, args.batch_size)
     extractor.inference(clips)  # warm-up: cuDNN's autotuning, allocations
     forwards, start = 0, time.perf_counter()

@@ -156,13 +156,11 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 15), ("cuda", 64, 16), ("cuda", 6, 5), ("cuda", 1, 1)])
-def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_every_other_core(device, cores, workers, monkeypatch):
-    import utils.video.pool
+def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_every_other_core(device, cores, workers):
     from utils.video.pool import resolve_decode_workers
 
-    monkeypatch.setattr(utils.video.pool, "usable_cores", lambda: cores)
-    assert resolve_decode_workers("auto", device) == workers
-    assert resolve_decode_workers(2, device) == 2
+    assert resolve_decode_workers("auto", device, cores) == workers
+    assert resolve_decode_workers(2, device, cores) == 2
 
 
 def test_help_lists_every_option_with_its_default():

@@ -39,7 +39,7 @@ def test_a_full_disk_at_start_is_one_line_and_exit_2_and_leaves_no_run_log(tmp_p
 def test_a_run_log_that_cannot_be_written_leaves_no_file(tmp_path):
     disk = tmp_path / "disk"
     script = ("import sys\nfrom utils.config import load_config\nfrom utils.store.runlog import RunLog\n"
-              "try:\n    RunLog(sys.argv[1], load_config({'pretrained': False}), 'cpu', '0/1')\n"
+              "try:\n    RunLog(sys.argv[1], load_config({'pretrained': False}), 'cpu', '0/1', {})\n"
               "except OSError as error:\n    print(error.strerror)\n")
     result = on_a_full_disk(disk, sys.executable, "-c", script, str(disk / "out"))
     assert result.stdout == "No space left on device\nexit code 0\n", result.stderr  # no empty .jsonl left
@@ -49,7 +49,7 @@ def test_a_run_log_that_cannot_be_written_mid_run_is_one_warning_and_the_run_goe
     from utils.config import load_config
     from utils.store.runlog import RunLog
 
-    log = RunLog(str(tmp_path), load_config({"pretrained": False}), "cpu", "0/1")
+    log = RunLog(str(tmp_path), load_config({"pretrained": False}), "cpu", "0/1", {})
     os.remove(log.path)
     os.mkdir(log.path)  # appending to it now fails, as on a disk that filled up
     with pytest.warns(UserWarning, match="cannot write the run log") as warned:

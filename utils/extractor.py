@@ -12,6 +12,7 @@ pipeline that feeds it, and the options of a config.
 import dataclasses
 import json
 import os
+import weakref
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ from models.registry import load_family
 from utils.errors import ExtractionError, SettingsError
 from utils.frames.transforms import preprocess
 from utils.frames.windows import WindowPlan, network_offsets
+from utils.machine import MachineShare, share_from_environment
 from utils.network.device import resolve_device
 from utils.network.labels import class_names
 from utils.network.precision import check_precision
@@ -35,9 +37,14 @@ from utils.video.worker import Settings
 
 
 class Extractor:
-    def __init__(self, cfg: DictConfig, sweep_job: Optional[int] = None):
-        """``sweep_job``: this job's number in a sweep the caller runs, which device=auto uses to give
-        each job of a machine its own GPU (LOCAL_RANK or SLURM_LOCALID, when set, come first)."""
+    def __init__(self, cfg: DictConfig, share: Optional[MachineShare] = None):
+        """``share``: this job's share of its machine (its GPU with device=auto, and its cores), for a
+        caller that runs several jobs on one machine; by default what torchrun's or Slurm's
+        environment says (utils/machine.py).
+
+        The decoding processes start with the first extraction and serve the next ones: close the
+        extractor (or use it in a ``with`` block) to stop them; they stop at exit anyway."""
+        share = share or share_from_environment()
         try:
             self.family = load_family(cfg.feature_type, cfg.model_package)
             checkpoint = self.family.checkpoint(cfg.model_name)
@@ -49,7 +56,7 @@ class Extractor:
             offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
         except ValueError as error:
             raise SettingsError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
-        self.device = resolve_device(cfg.device, sweep_job)
+        self.device = resolve_device(cfg.device, share)
         check_precision(cfg.precision, self.device)  # before any download
         network, self.checkpoint, self.weights_file = build_with_weights(
             self.family, checkpoint, cfg.weights_path, cfg.pretrained
@@ -63,12 +70,15 @@ class Extractor:
         self.extraction_fps = cfg.extraction_fps
         self.fps_method = cfg.fps_method.value
         decoding = Settings(self.plan, SlotLayout(self.checkpoint.preprocessing, self.crops), cfg.extraction_fps,
-                            self.fps_method, cfg.tmp_path, cfg.keep_tmp_files, codec_threads=0, max_segments=1,
+                            self.fps_method, cfg.tmp_path, cfg.keep_tmp_files, max_segments=1,
                             min_segment_seconds=MIN_SEGMENT_SECONDS)
         self.precision = cfg.precision.value
-        workers = resolve_decode_workers(cfg.decode_workers, self.device.type)
-        self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers,
+        self.share = share
+        workers = resolve_decode_workers(cfg.decode_workers, self.device.type, share.cores)
+        self.pipeline = Pipeline(self.inference, decoding, self.feature_type, cfg.batch_size, workers, share.cores,
                                  self.crop_reduce, keep_logits=cfg.show_pred, keep_partial=cfg.keep_partial)
+        # the decoding processes stop when the extractor goes, or at exit
+        self._finalizer = weakref.finalize(self, self.pipeline.close)
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB frames -> (N, C, h, w) network input on the device, or (N, crops, C, h, w)."""
@@ -117,3 +127,13 @@ class Extractor:
                      progress: bool = False) -> Iterator[VideoResult]:
         """One VideoResult per path, as each finishes; see Pipeline.extract_many."""
         return self.pipeline.extract_many(paths, claim, progress)
+
+    def close(self) -> None:
+        """Stops the decoding processes (a later extraction starts them again)."""
+        self.pipeline.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -11,6 +11,7 @@ device in one go (utils/frames/device_feed.py) and cut into windows (utils/frame
 assembled once its last window is through; a failure is reported for that video alone.
 """
 import collections
+import contextlib
 import dataclasses
 import os
 import time
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from utils.frames.device_feed import DeviceFeed
 from utils.frames.windows import Window, WindowAssembler
 from utils.network.runner import Inference
-from utils.video.pool import DecoderPool, Died, usable_cores
+from utils.video.pool import DecoderPool, Died, decoding_threads
 from utils.errors import VideoError
 from utils.video.completeness import Completeness, DecodeStats
 from utils.video.reader import check_input
@@ -162,19 +163,21 @@ class VideoInFlight:
 
 class Pipeline:
     def __init__(self, inference: Inference, settings: Settings, feature_type: str, batch_size: int = 1,
-                 decode_workers: int = 1, crop_reduce: str = "none", keep_logits: bool = False,
-                 keep_partial: bool = False):
-        """``settings``: what the decoding processes need (their count and FFmpeg's threads are set
-        per run); ``crop_reduce``: "mean" averages the features of a window's crops (their logits
+                 decode_workers: int = 1, decode_cores: int = 1, crop_reduce: str = "none",
+                 keep_logits: bool = False, keep_partial: bool = False):
+        """``settings``: what the decoding processes need; ``decode_cores``: the cores their FFmpeg
+        threads share; ``crop_reduce``: "mean" averages the features of a window's crops (their logits
         stay per crop); ``keep_logits``: return the network's logits too (show_pred)."""
         self.inference = inference
-        self.settings = settings
+        self.settings = dataclasses.replace(settings, max_segments=decode_workers)
         self.feature_type = feature_type
         self.batch_size = batch_size
         self.decode_workers = decode_workers
+        self.decode_cores = decode_cores
         self.crop_reduce = crop_reduce
         self.keep_logits = keep_logits
         self.keep_partial = keep_partial
+        self._decoding: Optional[tuple[DecoderPool, DeviceFeed]] = None
 
     def extract_many(self, paths: Sequence[str], claim: Optional[Callable[[str], Optional[str]]] = None,
                      progress: bool = False) -> Iterator[VideoResult]:
@@ -182,19 +185,40 @@ class Pipeline:
         the input order); skipped and failed videos are reported at once. ``claim(path)`` is called just
         before a video is read: a reason ('done', 'claimed', ...) skips it, an exception fails it with
         its message. ``progress`` shows a bar over the windows of long videos."""
-        workers = self.decode_workers
-        # FFmpeg's own decoding threads: as many as the cores (its default) with one process, the
-        # cores shared out with several, so that N processes do not start N x cores threads
-        settings = dataclasses.replace(self.settings, max_segments=workers,
-                                       codec_threads=0 if workers == 1 else max(1, usable_cores() // workers))
-        pool = DecoderPool(workers, settings)
-        p = settings.layout.preprocessing
-        feed = DeviceFeed(self.inference.device, settings.layout, [d.buffer for d in pool.decoders], p.mean, p.std,
-                          p.bgr)
+        pool, feed = self._started()
         try:
             yield from Extraction(self, pool, feed, paths, claim, progress).run()
-        finally:
+        except BaseException:
+            # stopped part-way (an error, Ctrl-C, a caller that stopped reading): the processes may still
+            # be decoding its videos, so they stop now and the next call starts new ones; an error in
+            # closing the feed (a device's sticky error) would only hide the first
+            with contextlib.suppress(Exception):
+                self.close()
+            raise
+
+    def _started(self) -> tuple[DecoderPool, DeviceFeed]:
+        """The decoding processes and the feed: started by the first call, kept for the next ones."""
+        if self._decoding is None:
+            pool = DecoderPool(self.decode_workers, self.settings)
+            try:
+                p = self.settings.layout.preprocessing
+                feed = DeviceFeed(self.inference.device, self.settings.layout, [d.buffer for d in pool.decoders],
+                                  p.mean, p.std, p.bgr)
+            except BaseException:
+                pool.close()
+                raise
+            self._decoding = (pool, feed)
+        return self._decoding
+
+    def close(self) -> None:
+        """Stops the decoding processes and frees the feed; the next call starts them again."""
+        if self._decoding is None:
+            return
+        pool, feed = self._decoding
+        self._decoding = None
+        try:
             feed.close()
+        finally:
             pool.close()
 
 
@@ -224,6 +248,8 @@ class Extraction:
                     self._run_batch(self.batch)
                     self.batch = []
                 self._finish_batches(wait=True)
+                for worker, slot in self.feed.releasable(wait=True):  # every slot free for the next call
+                    self.pool.release(worker, slot)
                 yield from self._take_results()
                 return
             for worker, slot in self.feed.releasable(wait=True):  # no process waits for a slot while we wait
@@ -236,12 +262,18 @@ class Extraction:
             self._finish_batches(wait=False)
 
     def _hand_out(self) -> None:
-        """Gives every idle process a job: a segment or reopened video first, else the next video."""
-        for decoder in self.pool.idle():
+        """Gives every idle process a job: a segment or reopened video first, else the next video; each
+        job gets FFmpeg threads for its share of the cores among the jobs that then run."""
+        idle = self.pool.idle()
+        jobs = []
+        for decoder in idle:
             job = self._next_ready() or self._next_video()
             if job is None:
-                return
-            self.pool.assign(decoder, job)
+                break
+            jobs.append((decoder, job))
+        threads = decoding_threads(self.pipeline.decode_cores, len(self.pool.decoders) - len(idle) + len(jobs))
+        for decoder, job in jobs:
+            self.pool.assign(decoder, dataclasses.replace(job, threads=threads))
 
     def _next_ready(self):
         """The next segment or reopened video, unless its video was given up meanwhile."""

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from utils.config import OnExtraction, video_paths
 from utils.errors import OutputError, SettingsError
 from utils.extractor import Extractor
+from utils.machine import MachineShare
 from utils.pipeline import VideoResult
 from utils.store.claims import Claims
 from utils.store.files import remove_stale_temporary_files
@@ -77,8 +78,9 @@ def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
 class Run:
     """One process's run over its share of the videos."""
 
-    def __init__(self, cfg: DictConfig, extractor: Optional[Extractor] = None, sweep_job: Optional[int] = None):
-        """``extractor``: one already built from ``cfg``, to reuse."""
+    def __init__(self, cfg: DictConfig, extractor: Optional[Extractor] = None, share: Optional[MachineShare] = None):
+        """``extractor``: one already built from ``cfg``, to reuse; ``share``: this job's share of its
+        machine (utils/machine.py), for a sweep's job."""
         self.cfg = cfg
         listed = video_paths(cfg)
         self.paths = shard(listed, cfg.shard_id, cfg.num_shards)
@@ -93,7 +95,7 @@ class Run:
             # of the whole list, so that every shard refuses a clash alike
             self.names = output_names([path for path in listed if not unsupported(path)], cfg.input_root)
             check_writable(cfg.output_path)
-        self.extractor = extractor or Extractor(cfg, sweep_job)
+        self.extractor = extractor or Extractor(cfg, share)
         self.settings = self.extractor.settings()
         if saving:
             output_dir = os.path.join(cfg.output_path, self.extractor.feature_type, self.extractor.model_name)
@@ -102,7 +104,8 @@ class Run:
             remove_stale_temporary_files({os.path.dirname(self.store.path(name, "")) for name in named})
             shard_text = f"{cfg.shard_id}/{cfg.num_shards}"
             try:
-                self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text)
+                machine = {**self.extractor.share.describe(), "decode_workers": self.extractor.pipeline.decode_workers}
+                self.log = RunLog(cfg.output_path, cfg, str(self.extractor.device), shard_text, machine)
             except OSError as error:  # the disk filled up since check_writable, or .runs cannot be made
                 where = f": {error.filename}" if error.filename else ""
                 raise SettingsError(f"output_path={cfg.output_path}: cannot write the run log "
@@ -151,7 +154,9 @@ class Run:
         return self.summary
 
     def close(self, exit_code: int) -> None:
-        """The end of the run, also an interrupted one: claims of unfinished videos are given up."""
+        """The end of the run, also an interrupted one: the decoding processes stop, then the claims
+        of unfinished videos are given up."""
+        self.extractor.close()
         if self.claims is not None:
             self.claims.close()
         if self.log is not None:

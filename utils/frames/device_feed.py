@@ -6,8 +6,12 @@ host-to-device copy on a stream of its own, of just its gathered taps and weight
 preprocessing of its frames (utils/frames/transforms.py, a fixed number of kernels per slot) waits for the
 copy through an event on the network's stream, and the slot goes back to its process once the copy
 is done. Features (and logits, when something uses them) come back into pinned memory, recorded by
-an event, and are read when a video needs them, so the next batch is queued meanwhile. On a CPU
-the same code runs without copies: the preprocessing reads the shared slot itself.
+an event, and are read when a video needs them, so the next batch is queued meanwhile. Waiting for
+an event blocks the thread instead of spinning, so the main thread's CPU time is its own work. On a
+CPU the same code runs without copies: the preprocessing reads the shared slot itself.
+
+A failure of the device surfaces where the host next waits for it (an event, a copy read back), so
+every such wait turns it into a DeviceError.
 """
 import collections
 import mmap
@@ -17,22 +21,67 @@ from typing import Optional
 import numpy as np
 import torch
 
-from utils.frames.transforms import interpolate_normalize
 from utils.frames.slots import SLOTS, SlotLayout
+from utils.frames.transforms import interpolate_normalize
+from utils.network.device import device_errors
+
+CUDA_HOST_REGISTER_PORTABLE = 1  # cudaHostRegisterPortable: pinned for copies to any device
+
+
+class HostRegistration:
+    """The CUDA runtime's page-locking of memory that is already allocated (the shared slots)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.cudart = device, torch.cuda.cudart()
+
+    def register(self, pointer: int, size: int) -> int:
+        """CUDA's error code (0: pinned)."""
+        with torch.cuda.device(self.device):
+            return int(self.cudart.cudaHostRegister(pointer, size, CUDA_HOST_REGISTER_PORTABLE))
+
+    def unregister(self, pointer: int) -> None:
+        with torch.cuda.device(self.device):
+            self.cudart.cudaHostUnregister(pointer)
+
+    def clear_error(self) -> None:
+        """Takes the error a refused registration leaves pending, which the next kernel launch would
+        otherwise report as its own: PyTorch's check after a launch reads it, and reading clears it."""
+        try:
+            torch.ones(1, device=self.device)
+        except RuntimeError:
+            pass
+
+
+def pin(hosts: list[torch.Tensor], registration) -> list[int]:
+    """Page-locks the shared buffers; returns the pointers pinned. Where the system refuses (a
+    locked-memory limit, a sandbox), that buffer and the rest are copied synchronously, with a warning."""
+    pinned = []
+    for host in hosts:
+        code = registration.register(host.data_ptr(), host.numel())
+        if code != 0:
+            registration.clear_error()
+            warnings.warn(f"could not pin the decoding processes' shared memory (CUDA error {code}): copies of "
+                          f"{len(hosts) - len(pinned)} of {len(hosts)} processes' frames to the GPU will be synchronous")
+            break
+        pinned.append(host.data_ptr())
+    return pinned
 
 
 class Pending:
     """Arrays on their way from the device: ``arrays()`` waits for them."""
 
-    def __init__(self, tensors: list[Optional[torch.Tensor]], event: Optional[torch.cuda.Event] = None):
-        self.tensors, self.event = tensors, event
+    def __init__(self, device: torch.device, tensors: list[Optional[torch.Tensor]],
+                 event: Optional[torch.cuda.Event] = None):
+        self.device, self.tensors, self.event = device, tensors, event
 
     def ready(self) -> bool:
-        return self.event is None or self.event.query()
+        with device_errors(self.device):
+            return self.event is None or self.event.query()
 
     def arrays(self) -> list[Optional[np.ndarray]]:
         if self.event is not None:
-            self.event.synchronize()
+            with device_errors(self.device):
+                self.event.synchronize()
         return [None if tensor is None else tensor.numpy() for tensor in self.tensors]
 
 
@@ -44,22 +93,15 @@ class DeviceFeed:
         self.host = [torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8)) for buffer in buffers]
         self.cuda = device.type == "cuda"
         self.copied: collections.deque = collections.deque()  # (worker, slot, event) whose copies are queued
-        self.registered: list[int] = []
+        self.pinned: list[int] = []
         if self.cuda:
-            self._pin()
-            self.copy_stream = torch.cuda.Stream(device)
-            self.staging = [torch.empty(len(host), dtype=torch.uint8, device=device) for host in self.host]
-            # a slot's device copy is overwritten only once the preprocessing that read it has run
-            self.consumed = [[torch.cuda.Event() for _ in range(SLOTS)] for _ in self.host]
-
-    def _pin(self) -> None:
-        """Page-locks the shared slots, so that copying them does not go through a bounce buffer."""
-        cudart = torch.cuda.cudart()
-        for host in self.host:
-            if int(cudart.cudaHostRegister(host.data_ptr(), host.numel(), 0)) != 0:
-                warnings.warn("could not pin the decoders' shared memory: copies to the GPU will be synchronous")
-                return
-            self.registered.append(host.data_ptr())
+            with device_errors(device):
+                self.registration = HostRegistration(device)
+                self.pinned = pin(self.host, self.registration)
+                self.copy_stream = torch.cuda.Stream(device)
+                self.staging = [torch.empty(len(host), dtype=torch.uint8, device=device) for host in self.host]
+                # a slot's device copy is overwritten only once the preprocessing that read it has run
+                self.consumed = [[torch.cuda.Event() for _ in range(SLOTS)] for _ in self.host]
 
     def _slot(self, storage: torch.Tensor, slot: int, images: int) -> tuple[torch.Tensor, ...]:
         """The slot's row weights, column weights and pixels, as views of ``storage``."""
@@ -81,7 +123,7 @@ class DeviceFeed:
             with torch.cuda.stream(self.copy_stream):
                 self.copy_stream.wait_event(self.consumed[worker][slot])
                 self.staging[worker][used].copy_(storage[used], non_blocking=True)
-                copied = torch.cuda.Event()
+                copied = torch.cuda.Event(blocking=True)
                 copied.record(self.copy_stream)
             torch.cuda.current_stream(self.device).wait_event(copied)
             self.copied.append((worker, slot, copied))
@@ -95,35 +137,40 @@ class DeviceFeed:
     def releasable(self, wait: bool = False) -> list[tuple[int, int]]:
         """The (worker, slot) whose copies to the device are done (with ``wait``: all of them, waiting)."""
         done = []
-        while self.copied and (wait or self.copied[0][2].query()):
-            worker, slot, event = self.copied.popleft()
-            event.synchronize()
-            done.append((worker, slot))
+        with device_errors(self.device):
+            while self.copied and (wait or self.copied[0][2].query()):
+                worker, slot, event = self.copied.popleft()
+                event.synchronize()
+                done.append((worker, slot))
         return done
 
     def forget(self, worker: int) -> None:
         """Drops a dead process's slots from those to give back: its replacement starts with all free."""
-        for _, _, event in self.copied:
-            event.synchronize()  # the copies out of its buffer are over before the new process writes there
+        with device_errors(self.device):
+            for _, _, event in self.copied:
+                event.synchronize()  # the copies out of its buffer are over before the new process writes there
         self.copied = collections.deque(item for item in self.copied if item[0] != worker)
 
     def to_host(self, *tensors: Optional[torch.Tensor]) -> Pending:
         """float32 copies of ``tensors`` (None stays None) in host memory, on their way."""
         if not self.cuda:
-            return Pending([None if t is None else t.float() for t in tensors])
+            return Pending(self.device, [None if t is None else t.float() for t in tensors])
         host = [None if t is None else torch.empty(t.shape, dtype=torch.float32, pin_memory=True) for t in tensors]
         for target, tensor in zip(host, tensors):
             if tensor is not None:
                 target.copy_(tensor.float(), non_blocking=True)
-        event = torch.cuda.Event()
+        event = torch.cuda.Event(blocking=True)
         event.record(torch.cuda.current_stream(self.device))
-        return Pending(host, event)
+        return Pending(self.device, host, event)
 
     def close(self) -> None:
+        """Waits for the device's work on the slots, then unpins them (before they are unmapped)."""
         if self.cuda:
-            torch.cuda.synchronize(self.device)
-            cudart = torch.cuda.cudart()
-            for pointer in self.registered:
-                cudart.cudaHostUnregister(pointer)
-            self.staging = []
+            try:
+                with device_errors(self.device):
+                    torch.cuda.synchronize(self.device)
+            finally:
+                for pointer in self.pinned:
+                    self.registration.unregister(pointer)
+                self.pinned, self.staging = [], []
         self.host = []  # the views of the shared buffers, which are unmapped next

@@ -1,33 +1,24 @@
 """Which device a network runs on: the one asked for, checked against this machine, or with
-device=auto a GPU of its own for each job of a machine."""
-import os
+device=auto a GPU of its own for each job of a machine; device failures as one error."""
+import contextlib
 from typing import Optional
 
 import torch
 
-from utils.errors import SettingsError
+from utils.errors import DeviceError, SettingsError
+from utils.machine import MachineShare
 
 
-def local_job_index(sweep_job: Optional[int] = None) -> Optional[int]:
-    """This process's index among the jobs of one machine: LOCAL_RANK (torchrun), SLURM_LOCALID (a
-    Slurm task), or ``sweep_job``, the job number of a sweep the caller runs in (a Hydra sweep's
-    joblib or submitit_local jobs all run on one node)."""
-    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return sweep_job
-
-
-def resolve_device(name: str, sweep_job: Optional[int] = None) -> torch.device:
-    """'auto' -> a CUDA device if present (with several visible, the job's own: its local index
-    modulo their number, so that N jobs on an N-GPU machine get one each), else cpu; fails on
-    devices this machine does not have. CUDA_VISIBLE_DEVICES limits and renumbers the choice."""
+def resolve_device(name: str, share: MachineShare = MachineShare()) -> torch.device:
+    """'auto' -> a CUDA device if present (with several visible, the job's own: its index among the
+    jobs of this machine (utils/machine.py) modulo their number, so that N jobs on an N-GPU machine
+    get one each), else cpu; fails on devices this machine does not have. CUDA_VISIBLE_DEVICES
+    limits and renumbers the choice."""
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        index = local_job_index(sweep_job)
         count = torch.cuda.device_count()
-        return torch.device("cuda", index % count) if index is not None and count > 1 else torch.device("cuda")
+        return torch.device("cuda", share.job % count) if share.job is not None and count > 1 else torch.device("cuda")
     try:
         device = torch.device(str(name))
     except RuntimeError:
@@ -40,3 +31,19 @@ def resolve_device(name: str, sweep_job: Optional[int] = None) -> torch.device:
     elif device.type != "cpu":
         raise SettingsError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
     return device
+
+
+@contextlib.contextmanager
+def device_errors(device: torch.device, batch_size: Optional[int] = None):
+    """A failure of the device inside the block as a DeviceError (the run cannot go on): out of
+    memory, or a CUDA error, which surfaces at the next synchronisation point (an event waited on, a
+    copy read back), not where it happened."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        hint = f": lower batch_size (now {batch_size})" if batch_size else ""
+        raise DeviceError(f"{device} ran out of memory{hint}") from None
+    except RuntimeError as error:  # torch.AcceleratorError, or a RuntimeError torch raises for CUDA
+        if device.type != "cuda" and not isinstance(error, torch.AcceleratorError):
+            raise
+        raise DeviceError(f"{device} failed: {str(error).strip().splitlines()[0]}") from None

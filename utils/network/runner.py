@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from utils.errors import DeviceError
+from utils.network.device import device_errors
 from utils.network.precision import AUTOCAST_DTYPES
 
 
@@ -35,15 +35,9 @@ class Inference:
             self._forward = torch.compile(self.network, dynamic=False)
 
     def run(self, work, batch_size: int):
-        """``work()``, with a failure of a CUDA device as a DeviceError (the run cannot go on)."""
-        try:
+        """``work()``, with a failure of the device as a DeviceError (the run cannot go on)."""
+        with device_errors(self.device, batch_size):
             return work()
-        except torch.cuda.OutOfMemoryError:
-            raise DeviceError(f"{self.device} ran out of memory: lower batch_size (now {batch_size})") from None
-        except RuntimeError as error:
-            if self.device.type != "cuda":
-                raise
-            raise DeviceError(f"{self.device} failed: {str(error).strip().splitlines()[0]}") from None
 
     def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, T, h, w) preprocessed windows -> (features (B, D), logits (B, classes))."""

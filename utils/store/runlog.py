@@ -2,8 +2,9 @@
 ``{output_path}/.runs/`` (one file per process, so that many processes on many machines never
 write to one file). ``status`` reads them all back: per video its latest outcome.
 
-Records: ``{"event": "start", ...}`` with the resolved config, versions, host, pid, device and
-shard; ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
+Records: ``{"event": "start", ...}`` with the resolved config, versions, host, pid, device, shard
+and this job's share of the machine (its index among the jobs there, the cores it decodes with and
+its decoding processes); ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
 "seconds", "error", "decoded_whole"}`` (``decoded_whole``: why a video cut into segments, or read
 skipping frames, was decoded again in one piece); ``{"event": "end", "summary", "exit_code"}``.
 """
@@ -37,7 +38,7 @@ def _tool_version() -> Optional[str]:
 
 
 class RunLog:
-    def __init__(self, output_path: str, cfg: DictConfig, device: str, shard: str):
+    def __init__(self, output_path: str, cfg: DictConfig, device: str, shard: str, machine: dict):
         """Starts this process's log with its start record; an OSError (e.g. a full disk) leaves no file."""
         folder = os.path.join(output_path, RUNS_FOLDER)
         os.makedirs(folder, exist_ok=True)
@@ -46,7 +47,7 @@ class RunLog:
         self._warned = False
         try:
             self._write(
-                event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard,
+                event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard, machine=machine,
                 config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
                 versions={"tool": _tool_version(), "torch": torch.__version__, "pyav": av.__version__,
                           "ffmpeg": av.library_versions.get("libavcodec")},

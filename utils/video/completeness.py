@@ -20,6 +20,7 @@ class DecodeStats:
     corrupt_frames: int = 0
     first_corrupt: Optional[float] = None  # seconds
     decoded_until: Optional[float] = None  # seconds: where the last source frame ends
+    decode_error: Optional[str] = None  # where and why decoding stopped early, if it did
 
     def add(self, seconds: Optional[float], duration: float, corrupt: bool) -> None:
         self.source_frames += 1
@@ -35,7 +36,8 @@ class DecodeStats:
         firsts = [s for s in (self.first_corrupt, other.first_corrupt) if s is not None]
         untils = [s for s in (self.decoded_until, other.decoded_until) if s is not None]
         return DecodeStats(self.source_frames + other.source_frames, self.corrupt_frames + other.corrupt_frames,
-                           min(firsts, default=None), max(untils, default=None))
+                           min(firsts, default=None), max(untils, default=None),
+                           self.decode_error or other.decode_error)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class Completeness:
     frame_seconds: float  # one frame at the native rate
 
     def problems(self, stats: DecodeStats) -> list[str]:
-        """Why the read was partial: truncated (its frames end well before the declared end), or damaged."""
+        """Why the read was partial: truncated (its frames end well before the declared end; the
+        decoder's error on the cut-off last packet, if any, is that), or damaged."""
         problems = []
         end, until = self.video_end, stats.decoded_until
         if end is not None and until is not None and end - until > max(
@@ -55,6 +58,8 @@ class Completeness:
             problems.append(
                 f"truncated: decoding ended at {until:.1f} s of the declared {end:.1f} s ({stats.source_frames} frames)"
             )
+        elif stats.decode_error:  # not where the file's data ends: damage
+            problems.append(stats.decode_error)
         if stats.corrupt_frames:
             where = f", the first at {stats.first_corrupt:.1f} s" if stats.first_corrupt is not None else ""
             problems.append(

@@ -35,17 +35,19 @@ def _shared_buffer(size: int) -> tuple[int, mmap.mmap]:
     return fd, mmap.mmap(fd, size)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (a cluster job's share, not the whole machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def resolve_decode_workers(value, device_type: str) -> int:
-    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU one per core but one (the
-    main process's, which feeds the GPU), at most 16: one process cannot keep a GPU busy."""
+def resolve_decode_workers(value, device_type: str, cores: int) -> int:
+    """'auto' -> 1 on a CPU, where the network needs every core; on a GPU one per core of this job's
+    share but one (the main process's, which feeds the GPU), at most 16: one process cannot keep a
+    GPU busy."""
     if value != "auto":
         return value
-    return 1 if device_type == "cpu" else max(1, min(16, usable_cores() - 1))
+    return 1 if device_type == "cpu" else max(1, min(16, cores - 1))
+
+
+def decoding_threads(cores: int, jobs_running: int) -> int:
+    """FFmpeg's decoding threads for a job: the cores shared out among the jobs running at once, so
+    that a short video alone, or the last videos of a run, use the cores that idle processes leave."""
+    return max(1, cores // max(1, jobs_running))
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,12 @@ class VideoReader:
                 previous = (index, seconds, frame)
         except av.error.FFmpegError as error:
             at = previous[0] + 1 if previous else 0
-            raise VideoError(f"decoding failed at frame {at}: {_describe(error)}") from error
+            message = f"decoding failed at frame {at}: {_describe(error)}"
+            if not keep_last or previous is None:
+                raise VideoError(message) from error
+            # the end of what can be read, as a cut-off file's last packet is (whether the decoder says
+            # so depends on its thread count): the completeness check tells truncation from damage
+            self.stats.decode_error = message
         if previous is None:
             raise VideoError("no video frames could be decoded")
         if keep_last and previous[2] is None:

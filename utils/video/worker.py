@@ -50,7 +50,6 @@ class Settings:
     fps_method: str  # "filter" or "reencode"
     tmp_path: str
     keep_tmp_files: bool
-    codec_threads: int  # FFmpeg's decoding threads per video; 0: its default
     max_segments: int  # a long video is cut into at most this many segments
     min_segment_seconds: float
 
@@ -60,6 +59,7 @@ class OpenVideo:
     job: int
     attempt: int  # 0, then 1 for the decode in one piece after a Restart
     path: str
+    threads: int = 1  # FFmpeg's decoding threads
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class DecodeSegment:
     attempt: int
     path: str
     segment: Segment
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,13 @@ class Worker:
         if settings.extraction_fps and settings.fps_method == "reencode":
             source = reencode_to_fps(job.path, settings.extraction_fps, settings.tmp_path)
             try:
-                reader = VideoReader(source, None, settings.codec_threads)
+                reader = VideoReader(source, None, job.threads)
                 self.opened(job, reader, [whole(None)])
                 return self.decode(job, source, whole(None), reader)
             finally:
                 if not settings.keep_tmp_files:
                     os.remove(source)
-        reader = VideoReader(job.path, settings.extraction_fps, settings.codec_threads)
+        reader = VideoReader(job.path, settings.extraction_fps, job.threads)
         # a file that declares no duration (a live stream's Matroska) may be long: its index tells
         minimum = 2 * settings.min_segment_seconds
         may_split = settings.max_segments > 1 and (reader.duration is None or reader.duration >= minimum)
@@ -197,7 +198,7 @@ class Worker:
         """Sends the segment's frames, a slot at a time; returns its stats."""
         settings = self.settings
         if reader is None:
-            reader = VideoReader(path, settings.extraction_fps, settings.codec_threads)
+            reader = VideoReader(path, settings.extraction_fps, job.threads)
         plan, layout = settings.plan, settings.layout
         only_used = job.attempt == 0 and plan.leaves_frames_out
         stretch = Stretch(self, job, segment.number)
