@@ -204,15 +204,16 @@ def test_two_shards_through_a_real_slurm_equal_one_process(videos, tmp_path, r21
 
 
 def test_auto_device_gives_each_local_job_its_own_gpu(monkeypatch):
+    from utils.machine import share_from_environment
     from utils.network.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.delenv("SLURM_LOCALID", raising=False)
     monkeypatch.setenv("LOCAL_RANK", "6")
-    assert resolve_device("auto") == torch.device("cuda", 2)
+    assert resolve_device("auto", share_from_environment()) == torch.device("cuda", 2)
     monkeypatch.delenv("LOCAL_RANK")
     monkeypatch.setenv("SLURM_LOCALID", "1")
-    assert resolve_device("auto") == torch.device("cuda", 1)
+    assert resolve_device("auto", share_from_environment()) == torch.device("cuda", 1)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("auto", share_from_environment()) == torch.device("cuda")

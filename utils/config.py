@@ -74,6 +74,9 @@ class ExtractionConfig:
         "one per core but one (at most 16) on a GPU"
     )
     compile: bool = option(False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
+    cudnn_benchmark: bool = option(
+        False, "on CUDA, let cuDNN time its convolution algorithms for each batch shape (off until measured on a GPU)"
+    )
     on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
     output_path: str = option("./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
     input_root: Optional[str] = option(

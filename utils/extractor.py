@@ -61,7 +61,8 @@ class Extractor:
         network, self.checkpoint, self.weights_file = build_with_weights(
             self.family, checkpoint, cfg.weights_path, cfg.pretrained
         )
-        self.inference = Inference(network, self.device, cfg.precision, self.family.channels_last, cfg.compile)
+        self.inference = Inference(network, self.device, cfg.precision, self.family.channels_last, cfg.compile,
+                                   cfg.cudnn_benchmark)
         self.feature_type = self.family.feature_type
         self.model_name = self.checkpoint.name
         self.plan = WindowPlan(stack, step, offsets)

@@ -203,7 +203,7 @@ class Pipeline:
             try:
                 p = self.settings.layout.preprocessing
                 feed = DeviceFeed(self.inference.device, self.settings.layout, [d.buffer for d in pool.decoders],
-                                  p.mean, p.std, p.bgr)
+                                  p.mean, p.std, p.bgr, self.inference.input_dtype)
             except BaseException:
                 pool.close()
                 raise
@@ -417,17 +417,11 @@ class Extraction:
         self.pipeline.inference.run(lambda: self._run_on_device(batch), self.pipeline.batch_size)
 
     def _run_on_device(self, batch: list[tuple[VideoInFlight, Window]]) -> None:
-        pipeline = self.pipeline
-        stacked = torch.stack([frame for _, window in batch for frame in window.frames])  # (B x T, [crops,] C, h, w)
-        stacked = stacked.unflatten(0, (len(batch), -1))
-        # (B, [crops,] C, T, h, w): time after the channels
-        clips = stacked.movedim(1, -3 if stacked.dim() == 6 else 2).contiguous()
-        if pipeline.inference.compiled and len(batch) < pipeline.batch_size:
-            # a compiled forward is specialised to one batch shape: pad rather than recompile
-            padding = clips[-1:].expand(pipeline.batch_size - len(batch), *clips.shape[1:])
-            clips = torch.cat([clips, padding])
+        pipeline, inference = self.pipeline, self.pipeline.inference
+        rows = pipeline.batch_size if inference.compiled else len(batch)
+        clips = inference.batch([frame for _, window in batch for frame in window.frames], len(batch), rows)
         multi_crop = clips.dim() == 6  # (B, crops, C, T, h, w): B windows run as B x crops clips
-        features, logits = pipeline.inference(clips.flatten(0, 1) if multi_crop else clips)
+        features, logits = inference(clips.flatten(0, 1) if multi_crop else clips)
         if multi_crop:  # back to one row per window: (B, crops, D) and (B, crops, classes)
             features, logits = (output.unflatten(0, clips.shape[:2]) for output in (features, logits))
             if pipeline.crop_reduce == "mean":

@@ -87,8 +87,9 @@ class Pending:
 
 class DeviceFeed:
     def __init__(self, device: torch.device, layout: SlotLayout, buffers: list[mmap.mmap], mean: tuple, std: tuple,
-                 bgr: bool):
-        self.device, self.layout = device, layout
+                 bgr: bool, dtype: torch.dtype = torch.float32):
+        """``dtype``: the network's input dtype, which the preprocessed frames are kept in."""
+        self.device, self.layout, self.dtype = device, layout, dtype
         self.normalization = (mean, std, bgr)
         self.host = [torch.from_numpy(np.frombuffer(buffer, dtype=np.uint8)) for buffer in buffers]
         self.cuda = device.type == "cuda"
@@ -129,7 +130,7 @@ class DeviceFeed:
             self.copied.append((worker, slot, copied))
             storage = self.staging[worker]
         row_weights, column_weights, pixels = self._slot(storage, slot, images)
-        frames = interpolate_normalize(pixels, row_weights, column_weights, *self.normalization)
+        frames = interpolate_normalize(pixels, row_weights, column_weights, *self.normalization).to(self.dtype)
         if self.cuda:
             self.consumed[worker][slot].record(torch.cuda.current_stream(self.device))
         return frames[:, 0] if self.layout.crops == 1 else frames

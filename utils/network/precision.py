@@ -1,5 +1,5 @@
 """Which precisions a device runs well: bf16 and fp16 as autocast dtypes, refused where they would
-be emulated."""
+be emulated; the weights autocast would cast on every forward, cast once."""
 import torch
 
 from utils.errors import SettingsError
@@ -22,3 +22,17 @@ def check_precision(precision: str, device: torch.device) -> None:
             "precision=bf16: this CPU has no AVX512-BF16 or AMX units, without which bf16 runs dozens of times "
             "slower than fp32; use precision=fp32 or a CUDA device"
         )
+
+
+# The layers whose weights autocast casts to the lower precision on every forward (its
+# lower-precision op lists: convolutions and linear layers, on CPU and CUDA alike).
+AUTOCAST_LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+
+
+def cast_autocast_weights(network: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Casts the weights and biases of the layers autocast runs in ``dtype`` once, to the values
+    autocast would give them on every forward (round to nearest); the rest (norms, embeddings) stays
+    float32, as autocast leaves it. The features are the same, bit for bit (tests/test_precision.py)."""
+    for module in network.modules():
+        if isinstance(module, AUTOCAST_LAYERS):
+            module.to(dtype)
