@@ -209,7 +209,7 @@ def test_the_flat_memory_mechanism_a_video_in_flight_keeps_copies_not_views_of_t
     # benchmarks/benchmark.py --memory-lengths. A view keeps torch's output block alive, which pinned
     # the freed window buffers in glibc's heap: memory grew by about two windows per window (5 GB
     # over 750 windows of a 20-minute video).
-    from utils.pipeline import VideoInFlight
+    from utils.video_in_flight import VideoInFlight
     from utils.video.completeness import Completeness
     from utils.frames.windows import Window, WindowAssembler, WindowPlan
 
