@@ -4,7 +4,8 @@ A Hydra application: ``-m`` sweeps (one job per combination, through any Hydra l
 ``--cfg job`` prints the resolved config, ``--help`` the options. Exit codes: 0 every video
 extracted or skipped, 1 some video failed or the device failed (in a multirun: some job), 2 bad
 options or weights, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at a time limit or on
-scancel, kill).
+scancel, kill), 129 hung up (SIGHUP: the terminal or ssh connection closed), 141 the reader of the
+printed features went away (``on_extraction=print | head``).
 """
 import contextlib
 import copy
@@ -16,14 +17,19 @@ import threading
 import warnings
 from typing import Optional
 
-STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+# The signals that stop a run cleanly: claims given up, an end record, one line, 128 + the number
+STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)",
+           signal.SIGHUP: "hung up (SIGHUP: the terminal closed)"}
 
 
 def _stop_while_no_video_is_read(signum, frame):
-    """Ctrl-C or SIGTERM outside a job: while the imports below load (seconds: torch, PyAV, Hydra),
-    the options are checked, or between a sweep's jobs. Nothing is being written, so the process
-    ends at once with one line (the shell's code: 128 + the signal's number), no traceback."""
-    print(f"{STOPPED[signum]}: no video was in progress", file=sys.stderr)
+    """Ctrl-C, SIGTERM or SIGHUP outside a job: while the imports below load (seconds: torch, PyAV,
+    Hydra), the options are checked, or between a sweep's jobs. Nothing is being written, so the
+    process ends at once with one line (the shell's code: 128 + the signal's number), no traceback."""
+    try:
+        print(f"{STOPPED[signum]}: no video was in progress", file=sys.stderr, flush=True)
+    except OSError:  # nobody reads stderr any more (a closed pipe or terminal)
+        pass
     raise SystemExit(128 + signum)
 
 
@@ -39,13 +45,14 @@ from hydra.errors import CompactHydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from tqdm import tqdm
 
+from models.registry import load_family
+from utils.console import drop_output, say
 from utils.config import CONFIG_DIR, check_config, check_files, load_config, one_line, video_paths
 from utils.errors import DeviceError, OutputNameClash, SettingsError, WeightsError
 from utils.machine import SWEEP_JOBS_VARIABLE, MachineShare, share_of_sweep_job
-from utils.network.weights import check_weights_path
-from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, Run
+from utils.network.weights import check_weights_path, resolve_checkpoint
+from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, EXIT_READER_GONE, Run
 from utils.store.runlog import status_report
 
 QUOTING_HINT = (
@@ -58,23 +65,29 @@ class JobFailed(CompactHydraException):
     """A multirun job whose run did not end with exit code 0 (Hydra prints this one line)."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that it stops a run the same way."""
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that it stops a run the same way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
 
 
 @contextlib.contextmanager
 def signals_stop_the_run():
-    """While a job runs, Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, so that either
-    stops it cleanly (claims given up, an end record); the handlers before are restored after.
-    Here rather than in main(), since a launcher may run jobs in processes of its own."""
+    """While a job runs, Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP Stopped, so that each
+    stops it cleanly (claims given up, an end record); the handlers before are restored after (one
+    ignored, as nohup ignores SIGHUP, stays ignored). Here rather than in main(), since a launcher
+    may run jobs in processes of its own."""
     if threading.current_thread() is not threading.main_thread():  # where signals do not reach
         yield
         return
-    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_terminated}
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_stopped,
+                signal.SIGHUP: _raise_stopped}
     previous = {number: signal.getsignal(number) for number in handlers}
     for number, handler in handlers.items():
         if previous[number] is not signal.SIG_IGN:
@@ -87,12 +100,14 @@ def signals_stop_the_run():
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    tqdm.write(f"warning: {message}", file=sys.stderr)  # on its own line, not glued to a progress bar
+    say(f"warning: {message}")  # on its own line, not glued to a progress bar
 
 
 def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
-    """One job: the run of one configuration; returns its exit code. Ctrl-C (SIGTERM) ends the
-    process with one line and exit code 130 (143); a sweep's other jobs do not start."""
+    """One job: the run of one configuration; returns its exit code. Ctrl-C (SIGTERM, SIGHUP) ends
+    the process with one line and exit code 130 (143, 129); a sweep's other jobs do not start. The
+    run is closed before the line is written: a line to a pipe whose reader has gone (Ctrl-C reaches
+    `| tee` too) must not skip giving up the claims and writing the end record."""
     run = None
     try:
         check_config(cfg)
@@ -101,25 +116,31 @@ def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
         run = Run(cfg, share=share)
         summary = run()
     except (SettingsError, OutputNameClash, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")
         return EXIT_BAD_OPTIONS
     except DeviceError as error:  # every other video would fail the same way: stop
         done = f" after {run.summary}" if run is not None else ""
-        print(f"error: {error}; the run stopped{done} (videos in progress were not saved)", file=sys.stderr)
         if run is not None:
             run.close(EXIT_FAILED)
+        say(f"error: {error}; the run stopped{done} (videos in progress were not saved)")
         return EXIT_FAILED
     except KeyboardInterrupt as interrupt:
-        number = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+        number = getattr(interrupt, "signum", signal.SIGINT)
         if run is None:  # options, weights: nothing written yet
-            print(f"{STOPPED[number]}: no video was in progress", file=sys.stderr)
+            say(f"{STOPPED[number]}: no video was in progress")
         else:
-            print(f"{STOPPED[number]}: {run.summary}; videos in progress were not saved "
-                  "(run the same command again to finish)", file=sys.stderr)
             run.close(128 + number)
+            say(f"{STOPPED[number]}: {run.summary}; videos in progress were not saved "
+                "(run the same command again to finish)")
         raise SystemExit(128 + number) from None
+    except BrokenPipeError:  # the printed features' reader has gone: nobody gets the rest
+        drop_output(sys.stdout)
+        if run is not None:
+            run.close(EXIT_READER_GONE)
+            say(f"stopped: the reader of the printed features went away; {run.summary}")
+        return EXIT_READER_GONE
     run.close(summary.exit_code)
-    print(summary, file=sys.stderr)
+    say(str(summary))
     return summary.exit_code
 
 
@@ -137,7 +158,7 @@ def app(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
     if multirun:
-        print(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}", file=sys.stderr)
+        say(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}")
     share = None
     if multirun:  # the jobs its launcher runs on this machine at once share its GPUs and cores
         launcher = OmegaConf.to_container(hydra_config.launcher, resolve=True)
@@ -181,10 +202,23 @@ def check_overrides(argv: list[str]) -> int:
                 configs.append(with_sweep_value(cfg, key, value))
     if NOTHING_RUNS.intersection(word.split("=")[0] for word in argv):
         return 1
+    sweep = bool({"-m", "--multirun"}.intersection(argv))
     for each in configs:
         check_files(each)
         check_weights_path(each.weights_path)
+        if sweep and (each.pretrained or each.weights_path):
+            fetch_weights(each)
     return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
+
+
+def fetch_weights(cfg: DictConfig) -> None:
+    """The weights a sweep's jobs will load, found or downloaded here, once: offline, one line and
+    exit 2 before any job starts, not one error per job (they then find the file in the cache)."""
+    try:
+        checkpoint = load_family(cfg.feature_type, cfg.model_package).checkpoint(cfg.model_name)
+    except KeyError as error:
+        raise SettingsError(error.args[0]) from None
+    resolve_checkpoint(checkpoint.url, cfg.weights_path, cfg.pretrained, checkpoint.sha256_prefix)
 
 
 def with_sweep_value(cfg: DictConfig, key: str, value) -> DictConfig:
@@ -204,7 +238,7 @@ def main(argv: list[str]) -> int:
     try:
         os.environ[SWEEP_JOBS_VARIABLE] = str(check_overrides(argv))  # the jobs inherit it
     except (SettingsError, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")
         return EXIT_BAD_OPTIONS
     sys.argv = [sys.argv[0], *argv]
     try:

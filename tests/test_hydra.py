@@ -1,8 +1,12 @@
 """The Hydra application: a new network as one package and one config file, sweeps, --cfg job."""
+import os
+
 import numpy as np
 import pytest
+import torch
+from torchvision.models.video import r2plus1d_18
 
-from tests.conftest import ROOT, SAMPLE_B, run_cli
+from tests.conftest import ROOT, SAMPLE_B, random_network, run_cli
 
 TINY_PACKAGE = '''
 from torch import nn
@@ -84,6 +88,28 @@ def test_a_bad_value_in_a_sweep_is_refused_before_any_job(tmp_path):
     result = run_cli("-m", "batch_size=1,0", f"video_paths=[{SAMPLE_B}]", "pretrained=false", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == "error: batch_size must be a positive integer, got 0\n"
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_sweep_without_its_weights_offline_stops_with_one_line_before_any_job(launcher, tmp_path):
+    """The README's sweep without pretrained=false, offline (a proxy that refuses every connection)."""
+    torch_home = tmp_path / "torch"
+    offline = {**os.environ, "TORCH_HOME": str(torch_home), "https_proxy": "http://127.0.0.1:9",
+               "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = run_cli("-m", "feature_type=r21d,timesformer", f"video_paths=[{SAMPLE_B}]", f"hydra/launcher={launcher}",
+                     f"output_path={tmp_path / 'out'}", cwd=tmp_path, env=offline)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot download https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth ")
+    assert not (tmp_path / "out").exists()  # no job started
+    # with the file in the cache, the same sweep goes on to its jobs (here: timesformer's weights)
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)  # the failed download made it
+    torch.save(random_network(lambda: r2plus1d_18(weights=None), seed=1).state_dict(),
+               torch_home / "hub" / "checkpoints" / "r2plus1d_18-91a641e6.pth")
+    result = run_cli("-m", "feature_type=r21d,timesformer", f"video_paths=[{SAMPLE_B}]", f"hydra/launcher={launcher}",
+                     f"output_path={tmp_path / 'out'}", cwd=tmp_path, env=offline)
+    assert result.returncode == 2 and "TimeSformer_divST_8x32_224" in result.stderr.splitlines()[0], result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_cfg_job_prints_the_resolved_config():

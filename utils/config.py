@@ -102,6 +102,10 @@ class ExtractionConfig:
         600.0, "a video claimed by a process that has not refreshed its claim for this long is taken over"
     )
     status: bool = option(False, "print the totals of every run logged under output_path and the failed videos; extract nothing")
+    progress_seconds: float = option(
+        60.0, "seconds between progress lines when stderr is not a terminal (a log file, a pipe, Slurm's output)"
+    )
+    quiet: bool = option(False, "no progress bars or lines (errors, warnings and the summary still print)")
 
 
 ConfigStore.instance().store(name="extraction_schema", node=ExtractionConfig)
@@ -166,6 +170,7 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "decode_workers", also=("auto",))
     _positive(cfg, "num_shards", also=())
     _positive(cfg, "claim_stale_seconds", kind=float, also=())
+    _positive(cfg, "progress_seconds", kind=float, also=())
     if not 0 <= cfg.shard_id < cfg.num_shards:
         raise SettingsError(f"shard_id must be in 0 .. num_shards - 1 = {cfg.num_shards - 1}, got {cfg.shard_id}")
     if cfg.crops not in CROP_COUNTS:

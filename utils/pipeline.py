@@ -49,6 +49,7 @@ class Pipeline:
         self.crop_reduce = crop_reduce
         self.keep_logits = keep_logits
         self.keep_partial = keep_partial
+        self.windows_through = 0  # windows the network has given features for, over the pipeline's life
         self._decoding: Optional[tuple[DecoderPool, DeviceFeed]] = None
 
     def extract_many(self, paths: Sequence[str], claim: Optional[Callable[[str], Optional[str]]] = None,
@@ -309,6 +310,7 @@ class Extraction:
             for row, (video, window) in enumerate(batch):
                 if video.error is None:
                     video.record(window, features[row], None if logits is None else logits[row])
+            self.pipeline.windows_through += len(batch)
 
     def _take_results(self) -> Iterator[VideoResult]:
         """The results of skipped or failed videos, and of the videos whose every window is through."""

@@ -13,18 +13,21 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from utils.config import OnExtraction, video_paths
+from utils.console import say
 from utils.errors import OutputError, SettingsError
 from utils.extractor import Extractor
 from utils.machine import MachineShare
-from utils.pipeline import VideoResult
+from utils.progress import ProgressLines
 from utils.store.claims import Claims
 from utils.store.files import remove_stale_temporary_files
 from utils.store.names import output_names
 from utils.store.outputs import OutputStore
 from utils.store.printing import describe_outputs, describe_predictions
 from utils.store.runlog import RunLog
+from utils.video_in_flight import VideoResult
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_OPTIONS = 0, 1, 2  # interrupted: 128 + the signal's number (main.py)
+EXIT_READER_GONE = 128 + 13  # the reader of the printed features went away: SIGPIPE's code
 DONE, CLAIMED = "done", "claimed"  # why a video need not be read (Run.is_done)
 
 
@@ -136,22 +139,39 @@ class Run:
         """Extracts every video and prints or saves its outputs. A failure is one line on stderr
         naming the file and the cause; the other videos go on. ``self.summary`` counts as it goes,
         so an interrupted run can still say what it did."""
-        interactive = sys.stderr.isatty()  # a log file gets no progress bars, only lines
-        with tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type, disable=not interactive) as bar:
-            for path in self.paths:
-                reason = unsupported(path)
-                if reason:
-                    bar.update(1)
-                    self._account(VideoResult(path, error=reason))
-            readable = [path for path in self.paths if not unsupported(path)]
-            claim = self.is_done if self.store else None
-            # closed on the way out, also when interrupted while saving: the decoding processes stop
-            # before close() gives up the claims, so no video is claimed after that
-            with contextlib.closing(self.extractor.extract_many(readable, claim, progress=interactive)) as results:
-                for result in results:
-                    bar.update(1)
-                    self._account(result)
+        interactive = sys.stderr.isatty() and not self.cfg.quiet  # a log file gets lines, not bars
+        lines = None
+        if not sys.stderr.isatty() and not self.cfg.quiet:
+            lines = ProgressLines(len(self.paths), self.cfg.progress_seconds, self._counts,
+                                  lambda: self.extractor.pipeline.windows_through)
+            lines.start()
+        finished = False
+        try:
+            with tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type,
+                      disable=not interactive) as bar:
+                for path in self.paths:
+                    reason = unsupported(path)
+                    if reason:
+                        bar.update(1)
+                        self._account(VideoResult(path, error=reason))
+                readable = [path for path in self.paths if not unsupported(path)]
+                claim = self.is_done if self.store else None
+                # closed on the way out, also when interrupted while saving: the decoding processes stop
+                # before close() gives up the claims, so no video is claimed after that
+                with contextlib.closing(self.extractor.extract_many(readable, claim, progress=interactive)) as results:
+                    for result in results:
+                        bar.update(1)
+                        self._account(result)
+            finished = True
+        finally:
+            if lines is not None:
+                lines.stop(last_line=finished)  # a stopped run's line says where it stopped
         return self.summary
+
+    def _counts(self) -> dict[str, int]:
+        summary = self.summary
+        return {"extracted": summary.extracted, "skipped": summary.skipped, "failed": summary.failed,
+                "claimed": summary.claimed}
 
     def close(self, exit_code: int) -> None:
         """The end of the run, also an interrupted one: the decoding processes stop, then the claims
@@ -175,6 +195,8 @@ class Run:
                     self._leave_to_new_owner(result)
                     return
                 self._deliver(result)
+            except BrokenPipeError:  # the printed features' reader has gone: the run stops (main.py)
+                raise
             except OSError as error:
                 result.error = f"cannot save outputs: {error}"
         self._release(result.path)
@@ -185,7 +207,7 @@ class Run:
             return
         self.summary.failed += 1
         self._log(result, "failed")
-        tqdm.write(f"error: {result.path}: {result.error}", file=sys.stderr)
+        say(f"error: {result.path}: {result.error}")
 
     def _still_claimed(self, path: str) -> bool:
         return self.claims is None or self.claims.holds(self.store.claim_path(self.names[path]))
