@@ -25,12 +25,16 @@ STOPPED = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)",
 def _stop_while_no_video_is_read(signum, frame):
     """Ctrl-C, SIGTERM or SIGHUP outside a job: while the imports below load (seconds: torch, PyAV,
     Hydra), the options are checked, or between a sweep's jobs. Nothing is being written, so the
-    process ends at once with one line (the shell's code: 128 + the signal's number), no traceback."""
+    process ends at once with one line (the shell's code: 128 + the signal's number), no traceback.
+
+    It ends without raising: an exception raised here may land inside an extension module's
+    initialisation (numpy's, torch's), which can turn it into an ImportError with a traceback, or,
+    in C++ code that may not throw, into abort() (exit 134)."""
     try:
         print(f"{STOPPED[signum]}: no video was in progress", file=sys.stderr, flush=True)
     except OSError:  # nobody reads stderr any more (a closed pipe or terminal)
         pass
-    raise SystemExit(128 + signum)
+    os._exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,17 @@ def stop(process, number) -> tuple[float, list[str]]:
 
 
 # Lines -X importtime prints in each phase before any video is read. Each is printed once its module
-# is imported: torch's during the imports of main.py, antlr4's while the overrides are parsed, the
-# network's package's before the network is built and its weights read.
-PHASES = {"imports": r"\| +torch\.nn$", "options": r"\| antlr4\.", "weights": r"\| models\.r21d\.network$"}
+# is imported: numpy.dtypes's while numpy's extension module initialises (a signal handler that
+# raised there made numpy's import fail with a traceback, and can make C++ code abort), torch's
+# during the imports of main.py, antlr4's while the overrides are parsed, the network's package's
+# before the network is built and its weights read.
+PHASES = {"extension": r"\| +numpy\.dtypes$", "imports": r"\| +torch\.nn$", "options": r"\| antlr4\.",
+          "weights": r"\| models\.r21d\.network$"}
 
 
 @pytest.mark.parametrize("phase, number", [
-    ("imports", signal.SIGINT), ("options", signal.SIGINT), ("weights", signal.SIGINT), ("imports", signal.SIGTERM),
+    ("extension", signal.SIGINT), ("imports", signal.SIGINT), ("options", signal.SIGINT), ("weights", signal.SIGINT),
+    ("imports", signal.SIGTERM), ("extension", signal.SIGHUP), ("options", signal.SIGHUP),
 ])
 def test_a_signal_while_starting_ends_within_2_s_with_one_line(phase, number, tmp_path, r21d_checkpoint):
     out = tmp_path / "out"
@@ -55,7 +59,8 @@ def test_a_signal_while_starting_ends_within_2_s_with_one_line(phase, number, tm
                     "on_extraction=save_numpy", f"output_path={out}", cwd=tmp_path, import_times=True)
     wait_for_line(process, PHASES[phase])
     seconds, lines = stop(process, number)
-    word = "interrupted" if number == signal.SIGINT else "terminated (SIGTERM)"
+    word = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)",
+            signal.SIGHUP: "hung up (SIGHUP: the terminal closed)"}[number]
     assert (process.returncode, lines) == (128 + number, [f"{word}: no video was in progress"])
     assert seconds < 2
     assert not out.exists() or [p for p in out.rglob("*") if not p.is_dir()] == []  # no run log, claim or output
