@@ -16,7 +16,8 @@ def duration(seconds: float) -> str:
 
 class ProgressLines:
     """``progress: 7 of 46 videos (5 extracted, 1 skipped, 1 failed), 12.3 windows/s, 0:05:10 elapsed,
-    about 0:20:00 left``, every ``seconds`` and when stopped. ``counts()`` gives the videos done so
+    about 0:20:00 left``, every ``seconds`` and, after a run that printed one, at its end (a run
+    shorter than that has its summary line alone). ``counts()`` gives the videos done so
     far by outcome, ``windows()`` the windows through the network so far; both are read from this
     thread while the run updates them."""
 
@@ -24,6 +25,7 @@ class ProgressLines:
         self.total, self.seconds, self.counts, self.windows = total, seconds, counts, windows
         self.started = time.monotonic()
         self.windows_at_start = windows()
+        self.printed = 0
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -49,9 +51,10 @@ class ProgressLines:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if last_line:
+        if last_line and self.printed:
             say(self.line())
 
     def _run(self) -> None:
         while not self._stop.wait(self.seconds):
             say(self.line())
+            self.printed += 1
