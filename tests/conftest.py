@@ -112,6 +112,16 @@ def run_cli(*args, cwd=None, pythonpath=None, env=None, timeout=None):
     )
 
 
+def truncated_mp4(folder: Path) -> Path:
+    """An 8 s H.264 MP4 (index at the front) cut in half, as a download that broke off leaves it."""
+    whole = folder / "whole.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-t", "8",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
+    cut = folder / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return cut
+
+
 def fifo_video(path: Path) -> Path:
     """A named pipe standing in for a video: reading it is refused with a line of its own ("not a
     regular file"), so a run that reads it before an error it should report first shows it."""

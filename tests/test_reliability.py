@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from main import main
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, fifo_video, make_extractor, needs_ffmpeg, randomize, run_cli
+from tests.conftest import (ROOT, SAMPLE_A, SAMPLE_B, fifo_video, make_extractor, needs_ffmpeg, randomize, run_cli,
+                            truncated_mp4)
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 
@@ -121,11 +122,7 @@ def test_unquoted_special_characters_get_a_quoting_hint(capsys):
 
 @needs_ffmpeg
 def test_a_truncated_download_fails_and_keep_partial_keeps_it(cli, tmp_path):
-    whole = tmp_path / "whole.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-t", "8",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the index is whole, the frames half
+    cut = truncated_mp4(tmp_path)  # the index is whole, the frames half
     code, line = cli(f"video_paths=[{cut},{SAMPLE_B}]", f"input_root={tmp_path}")
     assert (code, line) == (1, "1 extracted, 0 skipped, 1 failed")
     assert not (tmp_path / "out" / OUT[0] / OUT[1] / "cut_r21d.npy").exists()
@@ -136,11 +133,7 @@ def test_a_truncated_download_fails_and_keep_partial_keeps_it(cli, tmp_path):
 
 @needs_ffmpeg
 def test_the_failure_line_says_how_much_of_a_truncated_file_was_read(tmp_path):
-    whole = tmp_path / "whole.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-t", "8",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = truncated_mp4(tmp_path)
     result = run_cli(f"video_paths=[{cut}]", "pretrained=false", "device=cpu", cwd=tmp_path)
     assert result.returncode == 1
     assert re.search(rf"error: {re.escape(str(cut))}: truncated: decoding ended at [\d.]+ s of the declared 8.0 s",

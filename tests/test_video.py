@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg
+from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg, truncated_mp4
 from utils.frames.windows import WindowPlan
 from utils.video.numbering import NumberingMismatch
 from utils.errors import PartialVideo, VideoError
@@ -296,11 +296,7 @@ def test_a_truncated_file_raises_once_its_frames_are_read(tmp_path, clip_12s, re
 def test_a_cut_off_last_packet_reads_alike_whatever_ffmpegs_thread_count(tmp_path):
     # with 1 or 2 frame threads FFmpeg reports the cut-off packet as invalid data, with more it drops
     # it: either way the file is truncated, not damaged, and keep_partial keeps what was read
-    whole = tmp_path / "whole.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-t", "8",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = truncated_mp4(tmp_path)
     outcomes = set()
     for threads in (1, 2, 3, 4):
         with pytest.raises(VideoError, match=r"^truncated: decoding ended at 3\.\d s of the declared 8\.0 s") as error:
