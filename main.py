@@ -50,14 +50,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from models.registry import load_family
 from utils.console import drop_output, say
-from utils.config import CONFIG_DIR, check_config, check_files, load_config, one_line, video_paths
+from utils.config import CONFIG_DIR, check_config, check_files, load_config, one_line
 from utils.errors import DeviceError, OutputNameClash, SettingsError, WeightsError
 from utils.machine import SWEEP_JOBS_VARIABLE, MachineShare, share_of_sweep_job
 from utils.network.weights import check_weights_path, resolve_checkpoint
+from utils.recipe import model_and_windows, recipe_of_run
 from utils.run import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, EXIT_READER_GONE, Run
-from utils.store.runlog import status_report
+from utils.store.status import status_report
 
 QUOTING_HINT = (
     "quote a value with spaces, commas, '=' or non-ASCII letters, e.g. 'video_paths=[\"my clip.mp4\"]', "
@@ -149,9 +149,9 @@ def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
 
 
 def print_status(cfg: DictConfig) -> int:
-    """status=true: what the run logs under output_path say; exit 0 when every listed video is done."""
-    listed = video_paths(cfg) if cfg.video_paths is not None or cfg.file_with_video_paths is not None else None
-    report, finished = status_report(cfg.output_path, listed)
+    """status=true: which videos a run of this command line would skip, as done (utils/store/status.py);
+    exit 0 when every one is."""
+    report, finished = status_report(cfg, recipe_of_run(cfg))
     print(report)
     return EXIT_DONE if finished else EXIT_FAILED
 
@@ -218,10 +218,7 @@ def check_overrides(argv: list[str]) -> int:
 def fetch_weights(cfg: DictConfig) -> None:
     """The weights a sweep's jobs will load, found or downloaded here, once: offline, one line and
     exit 2 before any job starts, not one error per job (they then find the file in the cache)."""
-    try:
-        checkpoint = load_family(cfg.feature_type, cfg.model_package).checkpoint(cfg.model_name)
-    except KeyError as error:
-        raise SettingsError(error.args[0]) from None
+    _, checkpoint, _ = model_and_windows(cfg)
     resolve_checkpoint(checkpoint.url, cfg.weights_path, cfg.pretrained, checkpoint.sha256_prefix)
 
 

@@ -94,6 +94,8 @@ def test_saved_outputs_that_cannot_be_checked_fail_the_video_and_stay_as_they_ar
 
 
 def test_status_of_a_folder_no_run_wrote_to_says_so_and_is_not_done(tmp_path, capsys):
-    for listed in ([], [f"video_paths=[{SAMPLE_B}]"]):
-        assert main(["status=true", f"output_path={tmp_path}", *listed]) == 1
-        assert capsys.readouterr().out == f"no run found under {tmp_path}: no run log in {tmp_path / '.runs'}\n"
+    assert main(["status=true", f"output_path={tmp_path}", "pretrained=false"]) == 1
+    assert capsys.readouterr().out == f"no run found under {tmp_path}: no run log in {tmp_path / '.runs'}\n"
+    assert main(["status=true", f"output_path={tmp_path}", "pretrained=false", f"video_paths=[{SAMPLE_B}]"]) == 1
+    assert capsys.readouterr().out == (f"0 done, 0 failed, 1 not done of 1 videos (r21d/r2plus1d_18_16_kinetics; "
+                                       f"no run log in {tmp_path / '.runs'})\n")

@@ -69,9 +69,11 @@ def test_status_without_a_list_sums_every_logged_video_and_the_run_log_records_e
     code, _, _ = cli(f"video_paths=[{SAMPLE_B},{broken}]", *FAST)
     assert code == 1
     assert not list((tmp_path / "out").rglob("*.claim"))  # claims go when a video is done or has failed
-    assert main(["status=true", f"output_path={tmp_path / 'out'}"]) == 1
-    assert capsys.readouterr().out.splitlines() == [
-        "1 done, 1 failed, 0 not done of 2 videos (1 processes, 0 without an end record: running or killed)",
+    code, out, _ = cli("status=true", *FAST)  # the run's command line, with status=true
+    assert code == 1
+    assert out.splitlines() == [
+        "1 done, 1 failed, 0 not done of 2 videos "
+        "(r21d/r2plus1d_18_16_kinetics; 1 processes, 0 without an end record: running or killed)",
         f"failed: {broken}: cannot open: invalid data found when processing input",
     ]
     # the run log: the resolved config, versions, host, device and shard, then each video, then the end
@@ -90,8 +92,8 @@ def test_status_without_a_list_sums_every_logged_video_and_the_run_log_records_e
     assert cli(f"video_paths=[{SAMPLE_B}]", *FAST)[0] == 0
     listing = tmp_path / "list.txt"
     listing.write_text(f"{SAMPLE_B}\n")
-    assert main(["status=true", f"output_path={tmp_path / 'out'}", f"file_with_video_paths={listing}"]) == 0
-    assert capsys.readouterr().out.startswith("all 1 videos done (2 processes, 0 without an end record")
+    code, out, _ = cli("status=true", *FAST, f"file_with_video_paths={listing}")
+    assert code == 0 and out.startswith("all 1 videos done (r21d/r2plus1d_18_16_kinetics; 2 processes, 0 without")
 
 
 def test_a_claim_is_refreshed_while_its_video_is_extracted(tmp_path, r21d_checkpoint):

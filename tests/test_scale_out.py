@@ -149,7 +149,7 @@ def test_a_killed_process_is_resumed_by_the_same_command(videos, tmp_path, r21d_
     assert result.returncode == 0, result.stderr
     assert not list(folder.glob("*.claim")) and not list(folder.glob(".tmp-*"))
     assert len(outputs(out)) == 12  # all four videos, every file whole
-    assert run_cli("status=true", f"output_path={out}", f"file_with_video_paths={videos}").stdout.startswith(
+    assert run_cli("status=true", *command(videos, out, r21d_checkpoint), cwd=tmp_path).stdout.startswith(
         "all 4 videos done")
 
 
@@ -164,9 +164,10 @@ def test_a_failed_shard_leaves_the_others_intact_and_status_names_its_videos(tmp
     result = run_cli("-m", "shard_id=0,1", "num_shards=2", *command(listing, out, r21d_checkpoint), cwd=tmp_path)
     assert result.returncode == 1 and "job 1 ended with exit code 1" in result.stderr
     assert sorted(outputs(out)) == ["b_fps.npy", "b_r21d.npy", "b_timestamps_ms.npy"]
-    status = run_cli("status=true", f"output_path={out}", f"file_with_video_paths={listing}")
+    status = run_cli("status=true", *command(listing, out, r21d_checkpoint), cwd=tmp_path)
     assert status.returncode == 1
-    assert status.stdout.splitlines()[0].startswith("1 done, 1 failed, 0 not done of 2 videos (2 processes")
+    assert status.stdout.splitlines()[0].startswith(
+        "1 done, 1 failed, 0 not done of 2 videos (r21d/r2plus1d_18_16_kinetics; 2 processes")
     assert status.stdout.splitlines()[1].startswith(f"failed: {broken}: cannot open")
 
 

@@ -101,7 +101,10 @@ class ExtractionConfig:
     claim_stale_seconds: float = option(
         600.0, "a video claimed by a process that has not refreshed its claim for this long is taken over"
     )
-    status: bool = option(False, "print the totals of every run logged under output_path and the failed videos; extract nothing")
+    status: bool = option(
+        False, "with the run's command line: which videos are done (outputs that load, made with its feature type, "
+        "model and settings), done otherwise, failed, not done; extract nothing"
+    )
     progress_seconds: float = option(
         60.0, "seconds between progress lines when stderr is not a terminal (a log file, a pipe, Slurm's output)"
     )

@@ -101,7 +101,7 @@ class Run:
         self.extractor = extractor or Extractor(cfg, share)
         self.settings = self.extractor.settings()
         if saving:
-            output_dir = os.path.join(cfg.output_path, self.extractor.feature_type, self.extractor.model_name)
+            output_dir = self.extractor.recipe.output_dir(cfg.output_path)
             self.store = OutputStore(output_dir, cfg.on_extraction.value)
             named = [self.names[path] for path in self.paths if path in self.names]
             remove_stale_temporary_files({os.path.dirname(self.store.path(name, "")) for name in named})

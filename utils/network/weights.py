@@ -57,9 +57,11 @@ def check_weights_path(weights_path: Optional[str]) -> None:
 
 
 def resolve_checkpoint(
-    url: str, weights_path: Optional[str], pretrained: bool, sha256_prefix: Optional[str] = None
+    url: str, weights_path: Optional[str], pretrained: bool, sha256_prefix: Optional[str] = None,
+    download: bool = True,
 ) -> Optional[str]:
-    """The local checkpoint file to load, or None when the user asked for random weights."""
+    """The local checkpoint file to load, or None when the user asked for random weights. Without
+    ``download``, an official file not in the cache is a WeightsError."""
     if weights_path:
         if weights_path.startswith(HF_PREFIX):
             return _hf_file(weights_path[len(HF_PREFIX):])
@@ -70,6 +72,9 @@ def resolve_checkpoint(
         return None
     cached = hub_cache_path(url)
     if not os.path.isfile(cached):
+        if not download:
+            raise WeightsError(f"{cached} is not there, so no output can have been made with these weights here "
+                               f"(a run would download {url})")
         _download(url, cached, sha256_prefix)
     return cached
 

@@ -1,12 +1,13 @@
 """A record of every run: each process appends JSON lines to its own file under
 ``{output_path}/.runs/`` (one file per process, so that many processes on many machines never
-write to one file). ``status`` reads them all back: per video its latest outcome.
+write to one file).
 
 Records: ``{"event": "start", ...}`` with the resolved config, versions, host, pid, device, shard
 and this job's share of the machine (its index among the jobs there, the cores it decodes with and
 its decoding processes); ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
 "seconds", "error", "decoded_whole"}`` (``decoded_whole``: why a video cut into segments, or read
 skipping frames, was decoded again in one piece); ``{"event": "end", "summary", "exit_code"}``.
+status=true reads them back (utils/store/status.py).
 """
 import contextlib
 import glob
@@ -16,7 +17,6 @@ import socket
 import subprocess
 import time
 import warnings
-from collections import Counter
 from typing import Optional
 
 import av
@@ -24,7 +24,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 RUNS_FOLDER = ".runs"
-DONE = ("extracted", "skipped")
 
 
 def _tool_version() -> Optional[str]:
@@ -76,7 +75,7 @@ class RunLog:
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"cannot write the run log {self.path} ({error.strerror or error}); the run goes on, "
-                              "but status will not count the videos it finishes from here")
+                              "but status will not name the processes and failures from here")
 
     def _write(self, **record) -> None:
         record["time"] = time.time()
@@ -94,31 +93,3 @@ def read_records(output_path: str) -> list[dict]:
                 except ValueError:  # a line cut short by a kill
                     continue
     return sorted(records, key=lambda record: record["time"])
-
-
-def status_report(output_path: str, listed: Optional[list[str]] = None) -> tuple[str, bool]:
-    """The totals over every process's log under ``output_path``, and whether all is done.
-
-    With ``listed`` (the run's input list), videos of it no process has reported count as not done.
-    A folder no run has logged in (a mistyped output_path, jobs not started yet) is not done.
-    """
-    records = read_records(output_path)
-    processes = {record["log"] for record in records if record["event"] == "start"}
-    if not processes:
-        return f"no run found under {output_path}: no run log in {os.path.join(output_path, RUNS_FOLDER)}", False
-    latest: dict[str, dict] = {}
-    for record in records:
-        if record["event"] == "video" and (record["status"] in DONE + ("failed",) or record["path"] not in latest):
-            latest[record["path"]] = record
-    videos = [os.path.abspath(p) for p in listed] if listed else list(latest)
-    outcome = Counter("done" if latest.get(v, {}).get("status") in DONE else
-                      "failed" if latest.get(v, {}).get("status") == "failed" else "not done" for v in videos)
-    ended = {record["log"] for record in records if record["event"] == "end"}
-    finished = outcome["done"] == len(videos)
-    line = (f"all {len(videos)} videos done" if finished else
-            f"{outcome['done']} done, {outcome['failed']} failed, {outcome['not done']} not done of {len(videos)} videos")
-    lines = [f"{line} ({len(processes)} processes, {len(processes - ended)} without an end record: running or killed)"]
-    for video in videos:
-        if latest.get(video, {}).get("status") == "failed":
-            lines.append(f"failed: {video}: {latest[video]['error']}")
-    return "\n".join(lines), finished

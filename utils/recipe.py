@@ -1,0 +1,106 @@
+"""What decides a run's features, and so whether saved outputs can be reused: the model and its
+weights, the windows, the frame rate and how it is reached, the precision and the crops. A run
+records it beside each video's outputs (``Recipe.settings()``); a later run skips a video whose
+record equals its own, and status=true counts by the same rule (``recipe_of_run``), without a
+device or a network."""
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from models.registry import Checkpoint, Family, load_family
+from utils.errors import SettingsError
+from utils.frames.windows import WindowPlan, network_offsets
+from utils.network.weights import load_state_file, resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class Recipe:
+    family: Family
+    checkpoint: Checkpoint  # as its weights file describes it (a file may bring its own preprocessing)
+    weights_file: Optional[str]  # None: random weights, on request
+    plan: WindowPlan
+    extraction_fps: Optional[float]
+    fps_method: str
+    precision: str
+    crops: int
+    crop_reduce: str
+
+    @property
+    def feature_type(self) -> str:
+        return self.family.feature_type
+
+    @property
+    def model_name(self) -> str:
+        return self.checkpoint.name
+
+    @property
+    def output_keys(self) -> list[str]:
+        return [self.feature_type, "timestamps_ms", "fps"]
+
+    def output_dir(self, output_path: str) -> str:
+        return os.path.join(output_path, self.feature_type, self.model_name)
+
+    def settings(self) -> dict:
+        """The record saved beside a video's outputs, as it reads back from JSON: outputs made otherwise
+        (other weights, windows, frame rate, method, precision or crops) are not reused."""
+        weights = "random"
+        if self.weights_file:
+            stat = os.stat(self.weights_file)
+            weights = {"file": os.path.abspath(self.weights_file), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+        preprocessing = self.checkpoint.preprocessing
+        settings = {
+            "feature_type": self.feature_type,
+            "model_name": self.model_name,
+            "weights": weights,
+            "stack_size": self.plan.stack,
+            "step_size": self.plan.step,
+            "network_frames": list(self.plan.offsets),
+            "extraction_fps": self.extraction_fps,
+            "fps_method": self.fps_method if self.extraction_fps else None,
+            "precision": self.precision,
+            "crops": self.crops,
+            "crop_reduce": self.crop_reduce,
+            "preprocessing": {**dataclasses.asdict(preprocessing), "crop_offset": preprocessing.crop_offset.__name__},
+        }
+        return json.loads(json.dumps(settings))  # lists, not tuples
+
+
+def model_and_windows(cfg: DictConfig) -> tuple[Family, Checkpoint, WindowPlan]:
+    """The feature type's family, the checkpoint record asked for, and the windows; SettingsError for
+    an unknown model or a window too short for its network."""
+    try:
+        family = load_family(cfg.feature_type, cfg.model_package)
+        checkpoint = family.checkpoint(cfg.model_name)
+    except KeyError as error:
+        raise SettingsError(error.args[0]) from None
+    stack = cfg.stack_size or checkpoint.stack_size
+    step = cfg.step_size or checkpoint.step_size
+    try:
+        offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
+    except ValueError as error:
+        raise SettingsError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
+    return family, checkpoint, WindowPlan(stack, step, offsets)
+
+
+def recipe(cfg: DictConfig, family: Family, checkpoint: Checkpoint, weights_file: Optional[str],
+           plan: WindowPlan) -> Recipe:
+    crop_reduce = cfg.crop_reduce.value if cfg.crops > 1 else "none"  # nothing to reduce in one crop
+    return Recipe(family, checkpoint, weights_file, plan, cfg.extraction_fps, cfg.fps_method.value,
+                  cfg.precision.value, cfg.crops, crop_reduce)
+
+
+def recipe_of_run(cfg: DictConfig) -> Recipe:
+    """The recipe a run of ``cfg`` records, found without a device or a network and without
+    downloading: WeightsError when the official weights are not in the cache (no output can have
+    been made with them here)."""
+    family, checkpoint, plan = model_and_windows(cfg)
+    weights_file = None
+    if cfg.pretrained or cfg.weights_path:
+        weights_file = resolve_checkpoint(checkpoint.url, cfg.weights_path, True, checkpoint.sha256_prefix,
+                                          download=False)
+        _, checkpoint = family.read_state(load_state_file(weights_file), checkpoint)
+    return recipe(cfg, family, checkpoint, weights_file, plan)
