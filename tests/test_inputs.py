@@ -63,13 +63,17 @@ def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_outp
                                                                                        r21d_checkpoint):
     shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
     monkeypatch.chdir(tmp_path)
-    code = main(["video_paths=[b.mp4,./b.mp4,https://example.com/v.mp4,gone/v.mp4]", f"weights_path={r21d_checkpoint}",
-                 "device=cpu", "on_extraction=save_numpy", "output_path=out", "stack_size=64", "step_size=64"])
+    (tmp_path / "list.txt").write_text("gone/v.mp4\nempty.mp4\n")  # a video of a list that has gone fails alone
+    (tmp_path / "empty.mp4").touch()
+    code = main(["video_paths=[b.mp4,./b.mp4,https://example.com/v.mp4]", "file_with_video_paths=list.txt",
+                 f"weights_path={r21d_checkpoint}", "device=cpu", "on_extraction=save_numpy", "output_path=out",
+                 "stack_size=64", "step_size=64"])
     assert code == 1
     assert capsys.readouterr().err.splitlines() == [
         "error: https://example.com/v.mp4: URLs are not supported; download the video and give its path",
         "error: gone/v.mp4: file not found",
-        "1 extracted, 0 skipped, 2 failed",
+        "error: empty.mp4: the file is empty (0 bytes)",
+        "1 extracted, 0 skipped, 3 failed",
     ]
     folder = tmp_path / "out" / "r21d" / "r2plus1d_18_16_kinetics"
     assert sorted(p.name for p in folder.iterdir()) == ["b_fps.npy", "b_r21d.npy", "b_settings.json",
@@ -93,3 +97,26 @@ def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path, capsys)
     assert main([f"video_paths=[{SAMPLE_B}]", f"weights_path={module}", "device=cpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.rstrip().endswith("save the model's state_dict() instead")
+
+
+@pytest.mark.parametrize("given", ["nope/", "[b.mp4,nope.mp4]"])
+def test_a_mistyped_video_path_is_a_bad_option_before_the_model_loads(given, tmp_path, monkeypatch, capsys):
+    shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert main([f"video_paths={given}", "pretrained=false", "output_path=out"]) == 2
+    missing = "nope/" if given == "nope/" else "nope.mp4"
+    assert capsys.readouterr().err == f"error: video_paths: {missing}: no such file or folder\n"
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_videos_are_read_in_the_order_given_a_folders_own_files_before_its_subfolders(tmp_path, monkeypatch, capsys,
+                                                                                      r21d_checkpoint):
+    (tmp_path / "folder" / "sub").mkdir(parents=True)
+    for path in ("folder/z.mp4", "folder/sub/a.mp4", "b.mp4", "a.mp4"):
+        shutil.copy(SAMPLE_B, tmp_path / path)
+    monkeypatch.chdir(tmp_path)
+    code = main(["video_paths=[b.mp4,folder,a.mp4]", f"weights_path={r21d_checkpoint}", "device=cpu",
+                 "decode_workers=1", "stack_size=64", "step_size=64"])
+    assert code == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert printed == ["b.mp4", "folder/z.mp4", "folder/sub/a.mp4", "a.mp4"]

@@ -6,6 +6,7 @@ each other) ``check_config`` says, in one line that names the option.
 """
 import dataclasses
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from enum import Enum
@@ -184,6 +185,8 @@ def check_config(cfg: DictConfig) -> None:
         raise SettingsError("fps_method=reencode needs the ffmpeg program on PATH")
 
 
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # an input given as a URL (not supported: utils/run.py)
+
 # What a folder given as an input contributes: its files with these extensions (any case)
 VIDEO_EXTENSIONS = (".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".mxf",
                     ".ogv", ".ts", ".vob", ".webm", ".wmv")
@@ -243,11 +246,17 @@ def _listed_paths(list_file: str) -> list[str]:
 
 
 def check_files(cfg: DictConfig) -> None:
-    """That the files the options name are there; run before a sweep's jobs start. The list is
-    not read here: it may be a pipe (``file_with_video_paths=<(ls *.mp4)``) that reads once."""
+    """That the files the options name are there; run before a sweep's jobs start, and before the
+    model loads. A video or folder that video_paths names and that is not there is a mistyped
+    option; a video of a list file that has gone fails alone, and the others are extracted. The list
+    is not read here: it may be a pipe (``file_with_video_paths=<(ls *.mp4)``) that reads once."""
     list_file = cfg.file_with_video_paths
     if list_file is not None and not os.path.exists(list_file):
         raise SettingsError(f"file_with_video_paths={list_file}: No such file or directory")
+    given = cfg.video_paths
+    for path in given if isinstance(given, (list, ListConfig)) else [] if given is None else [given]:
+        if not os.path.lexists(str(path)) and not URL.match(str(path)):
+            raise SettingsError(f"video_paths: {path}: no such file or folder")
 
 
 def help_text(cfg: DictConfig) -> str:

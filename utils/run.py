@@ -2,7 +2,6 @@
 finished videos, progress, show_pred, the summary and the exit code."""
 import contextlib
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -12,7 +11,7 @@ from typing import Optional
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from utils.config import OnExtraction, video_paths
+from utils.config import URL, OnExtraction, video_paths
 from utils.console import say
 from utils.errors import OutputError, SettingsError
 from utils.extractor import Extractor
@@ -66,16 +65,17 @@ def check_writable(folder: str) -> None:
 
 def unsupported(path: str) -> Optional[str]:
     """Why an input cannot be read at all, or None."""
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+    if URL.match(path):
         return "URLs are not supported; download the video and give its path"
     return None
 
 
 def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
-    """This shard's part of the list: every num_shards-th video in the order of their absolute paths,
-    so that the shards are disjoint, cover the list and do not depend on the order of the inputs."""
-    ordered = sorted(paths, key=os.path.abspath)
-    return ordered[shard_id::num_shards]
+    """This shard's part of the list, in the input order: every num_shards-th video in the order of
+    their absolute paths, so that the shards are disjoint, cover the list and do not depend on the
+    order of the inputs."""
+    mine = set(sorted(paths, key=os.path.abspath)[shard_id::num_shards])
+    return [path for path in paths if path in mine]
 
 
 class Run:

@@ -47,9 +47,10 @@ class Decoded:
 
 def check_input(path: str) -> None:
     """VideoError, before anything opens it, for a path that is not a readable regular file (a FIFO
-    or a device would block the reading process forever)."""
+    or a device would block the reading process forever), or an empty one."""
     try:
-        mode = os.stat(path).st_mode
+        status = os.stat(path)
+        mode = status.st_mode
     except FileNotFoundError:
         raise VideoError("file not found") from None
     except OSError as error:
@@ -58,6 +59,8 @@ def check_input(path: str) -> None:
         raise VideoError("is a directory, not a video file")
     if not stat.S_ISREG(mode):
         raise VideoError("not a regular file (a FIFO, socket or device), so it is not read")
+    if status.st_size == 0:
+        raise VideoError("the file is empty (0 bytes)")
 
 
 def _describe(error: Exception) -> str:
