@@ -187,10 +187,12 @@ def check_overrides(argv: list[str]) -> int:
     set into a copy of it and checked there, and each feature_type of a sweep is composed, since
     choosing another one changes the config."""
     overrides = [word for word in argv if not word.startswith("-") and ("=" in word or word.startswith("~"))]
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as error:
-        raise SettingsError(f"{str(error).splitlines()[0]}; {QUOTING_HINT}") from None
+        parsed = parser.parse_overrides(overrides)
+    except OverrideParseException:  # its text is the parser's (ANTLR's): name the option instead
+        unreadable = next(word for word in overrides if not _parses(parser, word))
+        raise SettingsError(f"{unreadable}: Hydra cannot read this value; {QUOTING_HINT}") from None
     first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
              for o in parsed]
     cfg = load_config(first)
@@ -213,6 +215,14 @@ def check_overrides(argv: list[str]) -> int:
         if sweep and (each.pretrained or each.weights_path):
             fetch_weights(each)
     return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
+
+
+def _parses(parser: OverridesParser, word: str) -> bool:
+    try:
+        parser.parse_overrides([word])
+    except OverrideParseException:
+        return False
+    return True
 
 
 def fetch_weights(cfg: DictConfig) -> None:

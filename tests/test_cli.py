@@ -110,7 +110,9 @@ BAD_OPTIONS = [  # the options and the whole line; a regex ends with .* where th
     (["weights_path=/nonexistent.pth", "pretrained=true"], re.escape("error: weights_path=/nonexistent.pth: file not found")),
     (["weights_path=/nonexistent.pth"],
      re.escape("error: weights_path and pretrained=false contradict each other; give one of them")),
-    (["stack_size=[1"], re.escape(f"error: no viable alternative at input '[1'; {QUOTING_HINT}")),
+    (["stack_size=[1"], re.escape(f"error: stack_size=[1: Hydra cannot read this value; {QUOTING_HINT}")),
+    (["pretrained=false", "video_paths=[é.mp4]"],  # a parser's (ANTLR's) exception name is no help
+     re.escape(f"error: video_paths=[é.mp4]: Hydra cannot read this value; {QUOTING_HINT}")),
 ]
 
 
