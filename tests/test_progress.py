@@ -1,10 +1,14 @@
 """Progress in log files: where stderr is not a terminal (nohup, Slurm's output, `| tee`), a line at
 the pace of progress_seconds and one at the end; none with quiet=true."""
+import io
 import re
 import time
 
+from tqdm import tqdm
+
 from tests.conftest import SAMPLE_A, SAMPLE_B, run_cli
 from utils.progress import ProgressLines
+from utils.run import advance
 
 LINE = re.compile(r"progress: (\d+) of (\d+) videos \((.*)\), ([\d.]+) windows/s, (\d+):(\d\d):(\d\d) elapsed(, about .* left)?")
 
@@ -44,3 +48,13 @@ def test_the_time_left_counts_only_the_videos_read_and_the_rate_only_this_run():
     line = lines.line()
     assert re.fullmatch(r"progress: 6 of 10 videos \(2 extracted, 4 skipped\), 2\.0 windows/s, 0:01:40 elapsed, "
                         r"about 0:03:20 left", line), line  # 2 videos read in 100 s: 4 more take 200 s
+
+
+def test_the_bars_rate_after_many_skipped_videos_is_that_of_the_videos_read():
+    bar = tqdm(total=50, file=io.StringIO(), unit="video")
+    for skipped in range(1, 44):
+        advance(bar, True, skipped)
+    time.sleep(0.5)
+    advance(bar, False, 43)
+    shown = bar.format_meter(**bar.format_dict)
+    assert bar.format_dict["rate"] < 3 and "1/7 " in shown and "skipped=43" in shown, shown

@@ -78,6 +78,17 @@ def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
     return [path for path in paths if path in mine]
 
 
+def advance(bar: tqdm, skipped: bool, skipped_so_far: int) -> None:
+    """One more video on the terminal's bar. One skipped (done, or claimed elsewhere) took no time:
+    it leaves the bar's total and shows in a count beside it, so that the rate and the time left
+    are those of the videos read."""
+    if skipped:
+        bar.total -= 1
+        bar.set_postfix(skipped=skipped_so_far)
+    else:
+        bar.update(1)
+
+
 class Run:
     """One process's run over its share of the videos."""
 
@@ -160,8 +171,8 @@ class Run:
                 # before close() gives up the claims, so no video is claimed after that
                 with contextlib.closing(self.extractor.extract_many(readable, claim, progress=interactive)) as results:
                     for result in results:
-                        bar.update(1)
                         self._account(result)
+                        advance(bar, result.skipped is not None, self.summary.skipped + self.summary.claimed)
             finished = True
         finally:
             if lines is not None:
