@@ -13,14 +13,20 @@ from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B
 from utils.store.runlog import read_records
 
 
+def default_signals() -> None:
+    for number in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def start(*args, cwd, import_times=False):
     """main.py in a new process whose stderr the test reads as it comes. ``import_times``: Python
     prints a line as each module is imported (-X importtime), which shows where start-up is.
-    Ctrl-C is set back to its default: a background job (a test run with &) inherits it ignored."""
+    Ctrl-C and hang-ups are set back to their defaults: a background job (a test run with &)
+    inherits Ctrl-C ignored, one under nohup hang-ups."""
     flags = ["-X", "importtime"] if import_times else []
     return subprocess.Popen(
         [sys.executable, *flags, str(ROOT / "main.py"), *args], cwd=cwd, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=default_signals,
     )
 
 
@@ -179,3 +185,17 @@ def test_a_saving_run_whose_log_reader_went_away_finishes_every_video(tmp_path, 
     assert len(list(out.rglob("*_r21d.npy"))) == 2 and not list(out.rglob("*.claim"))
     assert [(r["event"], r.get("exit_code")) for r in read_records(str(out)) if r["event"] != "video"] == [
         ("start", None), ("end", 0)]
+
+
+def test_under_nohup_a_hang_up_is_ignored_and_the_run_finishes(tmp_path, r21d_checkpoint):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}",
+         "device=cpu", "on_extraction=save_numpy", f"output_path={out}", "stack_size=8", "step_size=8"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
+    )
+    wait_for_claim(process, out)
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0 and err.splitlines()[-1] == "2 extracted, 0 skipped, 0 failed", err
