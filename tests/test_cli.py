@@ -254,6 +254,16 @@ def test_reencode_method_deletes_its_temporary_file_unless_asked(keep, tmp_path,
     assert (len(kept) == 1 and kept[0].startswith("a_") and kept[0].endswith("_new_fps.mp4")) if keep else kept == []
 
 
+@needs_ffmpeg
+def test_a_reencoding_run_writes_nothing_outside_output_path(tmp_path, r21d_checkpoint):
+    result = run_cli(f"video_paths=[{SAMPLE_A}]", f"weights_path={r21d_checkpoint}", "device=cpu", "extraction_fps=5",
+                     "fps_method=reencode", "stack_size=4", "step_size=4", "on_extraction=save_numpy",
+                     "output_path=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert list((tmp_path / "out" / ".tmp").iterdir()) == []  # the copy was removed
+
+
 def test_show_pred_prints_the_top_classes_of_every_window(cli):
     code, out, _ = cli(f"video_paths=[{SAMPLE_B}]", "show_pred=true")
     assert code == 0

@@ -84,7 +84,9 @@ class ExtractionConfig:
         None, "{name} is the video's path relative to this folder, without extension; null = the current folder "
         "(a video outside it: its absolute path without the leading /)"
     )
-    tmp_path: str = option("./tmp", "where fps_method=reencode writes its re-encoded copies")
+    tmp_path: Optional[str] = option(
+        None, "where fps_method=reencode writes its re-encoded copies; null = {output_path}/.tmp"
+    )
     keep_tmp_files: bool = option(False, "keep those copies")
     video_paths: Any = option(None, "a video path or a list [a.mp4,b.mp4]")
     file_with_video_paths: Optional[str] = option(None, "a text file with one video path per line")

@@ -9,6 +9,7 @@
 It joins the three parts: the model (a registered family's checkpoint and its network), the
 pipeline that feeds it, and the options of a config.
 """
+import os
 import weakref
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -51,8 +52,9 @@ class Extractor:
         self.feature_type, self.model_name = self.recipe.feature_type, self.recipe.model_name
         self.checkpoint, self.plan, self.crops = checkpoint, plan, cfg.crops
         self.extraction_fps = cfg.extraction_fps
+        tmp_path = cfg.tmp_path or os.path.join(cfg.output_path, ".tmp")  # a run writes only under output_path
         decoding = Settings(plan, SlotLayout(checkpoint.preprocessing, self.crops), cfg.extraction_fps,
-                            cfg.fps_method.value, cfg.tmp_path, cfg.keep_tmp_files, max_segments=1,
+                            cfg.fps_method.value, tmp_path, cfg.keep_tmp_files, max_segments=1,
                             min_segment_seconds=MIN_SEGMENT_SECONDS)
         self.share = share
         workers = resolve_decode_workers(cfg.decode_workers, self.device.type, share.cores)
