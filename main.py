@@ -1,7 +1,7 @@
 """Command line: python main.py feature_type=r21d video_paths=[./sample/a.mp4] (Hydra overrides).
 
 A Hydra application: ``-m`` sweeps (one job per combination, through any Hydra launcher),
-``--cfg job`` prints the resolved config, ``--help`` the options. Exit codes: 0 every video
+``--cfg job`` prints the resolved config (the model's defaults filled in), ``--help`` the options. Exit codes: 0 every video
 extracted or skipped, 1 some video failed or the device failed (in a multirun: some job), 2 bad
 options or weights, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at a time limit or on
 scancel, kill), 129 hung up (SIGHUP: the terminal or ssh connection closed), 141 the reader of the
@@ -243,10 +243,23 @@ def with_sweep_value(cfg: DictConfig, key: str, value) -> DictConfig:
     return swept
 
 
+def resolved_job_config(argv: list[str]) -> str:
+    """What ``--cfg job`` prints: the config of these overrides with what null stands for filled in
+    (the model's name, stack and step; tmp_path), where Hydra would print null."""
+    cfg = load_config([word for word in argv if not word.startswith("-") and word != "job"])
+    _, checkpoint, plan = model_and_windows(cfg)
+    cfg.model_name, cfg.stack_size, cfg.step_size = checkpoint.name, plan.stack, plan.step
+    cfg.tmp_path = cfg.tmp_path or os.path.join(cfg.output_path, ".tmp")
+    return OmegaConf.to_yaml(cfg)
+
+
 def main(argv: list[str]) -> int:
     """Runs the command line; returns its exit code. Every outcome ends as SystemExit: a job's
     code (app), Hydra's own exit 1 for a failed sweep job, or a signal's 130 / 143."""
     try:
+        if any(argv[i:i + 2] in (["--cfg", "job"], ["-c", "job"]) for i in range(len(argv))):
+            print(resolved_job_config(argv), end="")
+            return EXIT_DONE
         os.environ[SWEEP_JOBS_VARIABLE] = str(check_overrides(argv))  # the jobs inherit it
     except (SettingsError, WeightsError) as error:
         say(f"error: {error}")
