@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throw-away one-node Slurm cluster on this machine, for the tests (run as root).
-#   install  apt-get the Debian packages (only those missing)
+#   install  apt-get the Debian packages (only those missing), their daemons not enabled at boot
 #   start    write a private slurm.conf, start munged (unless one runs), slurmctld and slurmd;
 #            wait until the node is idle. Prints `export SLURM_CONF=...` for the callers.
 #   stop     kill exactly the daemons `start` started (pid files) and remove the state
@@ -21,6 +21,12 @@ cmd_install() {
     [ ${#missing[@]} -eq 0 ] && return
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The packages' scripts enable their daemons at boot; the tests start and stop their own. Only
+    # the ones installed here are disabled: a machine's own Slurm keeps its settings.
+    for p in "${missing[@]}"; do
+        [ "$p" = slurm-client ] && continue
+        update-rc.d "$p" disable >/dev/null 2>&1 || true  # the rc links and, through systemctl, the units
+    done
 }
 
 start_munge() {

@@ -1,4 +1,5 @@
 """Jobs through the real one-node Slurm cluster: a plain sbatch array, and a Hydra sweep on submitit."""
+import glob
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,13 @@ def wait_for(paths, job_id, env, timeout_s=60):
             return
         time.sleep(0.2)
     raise AssertionError(f"job {job_id}: after {timeout_s} s, missing {[str(p) for p in paths if not p.exists()]}")
+
+
+def test_the_installed_daemons_are_not_enabled_at_boot(slurm_cluster):
+    """./setup.sh --test installs Slurm for the tests, which start and stop it: nothing starts at boot."""
+    for service in ("munge", "slurmctld", "slurmd"):
+        assert not glob.glob(f"/etc/systemd/system/*.wants/{service}.service"), service
+        assert not glob.glob(f"/etc/rc[2-5].d/S*{service}"), service
 
 
 def test_sbatch_array_runs_every_task(slurm_cluster, tmp_path):
