@@ -169,7 +169,8 @@ def test_printed_features_whose_reader_went_away_stop_the_run_with_exit_141(tmp_
          "step_size=8"], tmp_path, ["head", "-n", "1"], streams="stdout")
     main_code, reader_code, err = exit_codes(group)
     assert (main_code, reader_code) == (141, 0), err
-    assert err.splitlines()[-1].startswith("stopped: the reader of the printed features went away; 1 extracted"), err
+    # head goes after its line, while the first video's lines are written or at the second's
+    assert re.match(r"stopped: the reader of the printed features went away; [01] extracted", err.splitlines()[-1]), err
     assert "Traceback" not in err and "Exception ignored" not in err
 
 

@@ -16,10 +16,10 @@ def duration(seconds: float) -> str:
 
 class ProgressLines:
     """``progress: 7 of 46 videos (5 extracted, 1 skipped, 1 failed), 12.3 windows/s, 0:05:10 elapsed,
-    about 0:20:00 left``, every ``seconds`` and, after a run that printed one, at its end (a run
-    shorter than that has its summary line alone). ``counts()`` gives the videos done so
-    far by outcome, ``windows()`` the windows through the network so far; both are read from this
-    thread while the run updates them."""
+    about 0:20:00 left``, every ``seconds`` while in a ``with`` block and, after a run that printed
+    one, at its end (a run shorter than that has its summary line alone). ``counts()`` gives the
+    videos done so far by outcome, ``windows()`` the windows through the network so far; both are
+    read from this thread while the run updates them."""
 
     def __init__(self, total: int, seconds: float, counts: Callable[[], dict[str, int]], windows: Callable[[], int]):
         self.total, self.seconds, self.counts, self.windows = total, seconds, counts, windows
@@ -27,7 +27,7 @@ class ProgressLines:
         self.windows_at_start = windows()
         self.printed = 0
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[threading.Thread] = None  # while in a with block
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -42,16 +42,17 @@ class ProgressLines:
             line += f", about {duration(elapsed / read * (self.total - done))} left"
         return line
 
-    def start(self) -> None:
+    def __enter__(self):
         self._thread = threading.Thread(target=self._run, name="progress lines", daemon=True)
         self._thread.start()
+        return self
 
-    def stop(self, last_line: bool = True) -> None:
-        """Stops the thread, and writes the last line."""
+    def __exit__(self, error_type, error, traceback) -> None:
+        """Stops the thread; after a run that ended normally and printed a line, the last line (a
+        stopped run's own line says where it stopped)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if last_line and self.printed:
+        self._thread.join()
+        if error_type is None and self.printed:
             say(self.line())
 
     def _run(self) -> None:

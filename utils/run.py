@@ -151,32 +151,25 @@ class Run:
         naming the file and the cause; the other videos go on. ``self.summary`` counts as it goes,
         so an interrupted run can still say what it did."""
         interactive = sys.stderr.isatty() and not self.cfg.quiet  # a log file gets lines, not bars
-        lines = None
+        lines = contextlib.nullcontext()
         if not sys.stderr.isatty() and not self.cfg.quiet:
             lines = ProgressLines(len(self.paths), self.cfg.progress_seconds, self._counts,
                                   lambda: self.extractor.pipeline.windows_through)
-            lines.start()
-        finished = False
-        try:
-            with tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type,
-                      disable=not interactive) as bar:
-                for path in self.paths:
-                    reason = unsupported(path)
-                    if reason:
-                        bar.update(1)
-                        self._account(VideoResult(path, error=reason))
-                readable = [path for path in self.paths if not unsupported(path)]
-                claim = self.is_done if self.store else None
-                # closed on the way out, also when interrupted while saving: the decoding processes stop
-                # before close() gives up the claims, so no video is claimed after that
-                with contextlib.closing(self.extractor.extract_many(readable, claim, progress=interactive)) as results:
-                    for result in results:
-                        self._account(result)
-                        advance(bar, result.skipped is not None, self.summary.skipped + self.summary.claimed)
-            finished = True
-        finally:
-            if lines is not None:
-                lines.stop(last_line=finished)  # a stopped run's line says where it stopped
+        with lines, tqdm(total=len(self.paths), unit="video", desc=self.extractor.feature_type,
+                         disable=not interactive) as bar:
+            for path in self.paths:
+                reason = unsupported(path)
+                if reason:
+                    bar.update(1)
+                    self._account(VideoResult(path, error=reason))
+            readable = [path for path in self.paths if not unsupported(path)]
+            claim = self.is_done if self.store else None
+            # closed on the way out, also when interrupted while saving: the decoding processes stop
+            # before close() gives up the claims, so no video is claimed after that
+            with contextlib.closing(self.extractor.extract_many(readable, claim, progress=interactive)) as results:
+                for result in results:
+                    self._account(result)
+                    advance(bar, result.skipped is not None, self.summary.skipped + self.summary.claimed)
         return self.summary
 
     def _counts(self) -> dict[str, int]:
