@@ -2,10 +2,10 @@
 
 A Hydra application: ``-m`` sweeps (one job per combination, through any Hydra launcher),
 ``--cfg job`` prints the resolved config (the model's defaults filled in), ``--help`` the options.
-Exit codes: 0 every video extracted or skipped, 1 some video failed or the device failed (in a multirun: some job), 2 bad
-options or weights, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: Slurm at a time limit or on
-scancel, kill), 129 hung up (SIGHUP: the terminal or ssh connection closed), 141 the reader of the
-printed features went away (``on_extraction=print | head``).
+Exit codes: 0 every video extracted or skipped, 1 some video failed or the device failed (in a
+multirun: some job), 2 bad options or weights, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM:
+Slurm at a time limit or on scancel, kill), 129 hung up (SIGHUP: the terminal or ssh connection
+closed), 141 the reader of the printed features went away (``on_extraction=print | head``).
 """
 import contextlib
 import copy
