@@ -53,7 +53,10 @@ def test_shards_are_disjoint_cover_the_list_and_ignore_its_order():
     paths = [f"/data/{name}.mp4" for name in "qwertyuiop"]
     parts = [shard(paths, k, 3) for k in range(3)]
     assert sorted(sum(parts, [])) == sorted(paths)
-    assert [shard(list(reversed(paths)), k, 3) for k in range(3)] == parts
+    reversed_parts = [shard(list(reversed(paths)), k, 3) for k in range(3)]
+    assert [set(part) for part in reversed_parts] == [set(part) for part in parts]  # the split ignores the order
+    assert all(part == sorted(part, key=paths.index) for part in parts)  # each part keeps the input order
+    assert all(part == sorted(part, key=paths.index, reverse=True) for part in reversed_parts)
     assert [len(part) for part in parts] == [4, 3, 3]
 
 
