@@ -47,3 +47,8 @@ def test_the_python_snippet_runs_from_any_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["a.mp4 (8, 512)", "b.mp4 (9, 512)"]
     assert list(tmp_path.iterdir()) == []  # an empty folder, nothing written there
+
+
+def test_the_readmes_speak_of_what_users_can_know_not_of_issue_numbers():
+    for readme in (README, (ROOT / "benchmarks" / "README.md").read_text()):
+        assert not re.search(r"\bissues? \d+|the new feed", readme, re.I)
