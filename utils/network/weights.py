@@ -36,7 +36,7 @@ def _download(url: str, destination: str, sha256_prefix: Optional[str]) -> None:
         ) from error
 
 
-def _hf_file(repo_id: str) -> str:
+def _hf_file(repo_id: str, download: bool = True) -> str:
     try:
         import huggingface_hub
     except ImportError as error:
@@ -44,7 +44,7 @@ def _hf_file(repo_id: str) -> str:
     last_error = None
     for filename in ("model.safetensors", "pytorch_model.bin"):
         try:
-            return huggingface_hub.hf_hub_download(repo_id, filename)
+            return huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=not download)
         except Exception as error:  # the hub raises many kinds: offline, missing file, bad repo
             last_error = error
     raise WeightsError(f"cannot fetch {HF_PREFIX}{repo_id} from the Hugging Face hub: {last_error}")
@@ -64,7 +64,7 @@ def resolve_checkpoint(
     ``download``, an official file not in the cache is a WeightsError."""
     if weights_path:
         if weights_path.startswith(HF_PREFIX):
-            return _hf_file(weights_path[len(HF_PREFIX):])
+            return _hf_file(weights_path[len(HF_PREFIX):], download)
         check_weights_path(weights_path)
         return weights_path
     if not pretrained:
