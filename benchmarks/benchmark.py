@@ -54,7 +54,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from models.registry import families  # noqa: E402  (needs ROOT on the path)
+from video_features.models.registry import families  # noqa: E402  (needs ROOT on the path)
 
 VIDEO_DIR = os.path.join(ROOT, "benchmarks", "videos")
 
@@ -138,15 +138,14 @@ def weights_options(args) -> dict:
 
 
 def build(args, **overrides):
-    from utils.config import load_config
-    from utils.extractor import Extractor
+    from video_features import Extractor
 
     options = {"feature_type": args.feature_type, "device": args.device, "batch_size": args.batch_size,
                "precision": args.precision, "compile": args.compile, "crops": args.crop_count,
                **weights_options(args), **overrides}
     if args.model_name:
         options["model_name"] = args.model_name
-    return Extractor(load_config(options))
+    return Extractor(**options)
 
 
 def random_batch(extractor, batch_size: int):
@@ -177,7 +176,7 @@ def child_model_only(args) -> dict:
 
 
 def child_decode(args) -> dict:
-    from utils.video.reader import VideoReader
+    from video_features.utils.video.reader import VideoReader
 
     extractor = build(args)
     start = time.perf_counter()

@@ -24,7 +24,7 @@ DECODERS = ("pyav", "ffmpeg-pipe", "opencv")
 
 
 def decode_pyav(path: str) -> int:
-    from utils.video.reader import VideoReader
+    from video_features.utils.video.reader import VideoReader
 
     with VideoReader(path) as reader:
         return sum(1 for _ in reader.frames())

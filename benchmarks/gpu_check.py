@@ -132,13 +132,11 @@ def network_alone(extractor, batch_size: int, min_seconds: float, cudnn_benchmar
 def check(args, feature_type: str, budget: Budget) -> Row:
     import torch
 
-    from utils.config import load_config
-    from utils.extractor import Extractor
+    from video_features import Extractor
 
     def build(workers):
-        return Extractor(load_config({"feature_type": feature_type, "device": args.device, "pretrained": False,
-                                      "batch_size": args.batch_size, "precision": args.precision,
-                                      "decode_workers": workers}))
+        return Extractor(feature_type, device=args.device, pretrained=False, batch_size=args.batch_size,
+                         precision=args.precision, decode_workers=workers)
 
     row = Row(feature_type, budget, args.plant_failure)
     extractor = build("auto")

@@ -47,7 +47,8 @@ def cpu_settings(args) -> None:
     gives each worker its share of the cores), on copies of benchmark.py's 720p clip."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from benchmark import machine, make_video
-    from utils.machine import usable_cores
+
+    from video_features.utils.machine import usable_cores
 
     work = Path(tempfile.mkdtemp(prefix="settings-"))
     clip = make_video(args.seconds)

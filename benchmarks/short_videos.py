@@ -19,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,18 +30,20 @@ CLIPS = 20
 
 def child(tree: str, case: str, network: bool, short: str, long: str, decode_workers: int) -> dict:
     """Runs one case in ``tree`` (this function runs in a fresh process there)."""
-    sys.path.insert(0, tree)
+    # the package video_features is ``tree`` here, in this process and its decoding processes
+    links = tempfile.mkdtemp()
+    os.symlink(tree, os.path.join(links, "video_features"))
+    sys.path.insert(0, links)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (links, os.environ.get("PYTHONPATH")) if p)
     import torch
 
-    import utils
-    from utils.config import load_config
-    from utils.extractor import Extractor
+    import video_features
+    from video_features import Extractor
 
-    assert utils.__file__.startswith(tree), utils.__file__
+    assert os.path.realpath(video_features.__file__).startswith(os.path.realpath(tree)), video_features.__file__
 
     torch.manual_seed(0)
-    extractor = Extractor(load_config({"feature_type": "r21d", "device": "cpu", "pretrained": False,
-                                       "decode_workers": decode_workers}))
+    extractor = Extractor("r21d", device="cpu", pretrained=False, decode_workers=decode_workers)
     if not network:
         extractor.inference._forward = lambda clips: (torch.zeros(len(clips), 1),) * 2
     paths = {"one short video": [short], "20 short clips": [short] * CLIPS, "tail of a run": [long, short],

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 from omegaconf import OmegaConf
 
-from utils.frames.preprocessing import Preprocessing
+from video_features.utils.frames.preprocessing import Preprocessing
 
 CONFIG_GROUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "feature_type")
 
@@ -93,7 +93,9 @@ def register(family: Family) -> Family:
 
 
 def load_family(feature_type: str, package: Optional[str] = None) -> Family:
-    """The family of ``feature_type``, importing ``package`` (which registers it) if needed."""
+    """The family of ``feature_type``, importing ``package`` (by default the one its config in
+    configs/feature_type/ names), which registers it, if needed."""
+    package = package or config_group_packages().get(feature_type)
     if feature_type not in _FAMILIES and package:
         importlib.import_module(package)
     if feature_type not in _FAMILIES:

@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -41,26 +42,35 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def make_config(**options):
-    from utils.config import load_config
+def make_options(**options):
+    """Options as the Python API checks them, on the CPU with random weights unless they say otherwise."""
+    from video_features.utils.options import make_options
 
-    return load_config({"device": "cpu", "pretrained": False, **options})
+    return make_options(**{"device": "cpu", "pretrained": False, **options})
 
 
 def make_extractor(**options):
     """An extractor through the Python API, on the CPU, random weights unless a checkpoint is given."""
-    from utils.extractor import Extractor
+    from video_features import Extractor
 
     if options.get("weights_path"):
         options.setdefault("pretrained", True)
-    return Extractor(make_config(**options))
+    return Extractor(**{"device": "cpu", "pretrained": False, **options})
+
+
+def cli(*args) -> int:
+    """main.py's command line run in this process (no interpreter start-up); its exit code."""
+    from video_features.utils.cli.app import main
+
+    with mock.patch.object(sys, "argv", ["main.py", *args]):
+        return main()
 
 
 def network_for(feature_type: str, model_name: str) -> torch.nn.Module:
     """A registered network with random weights, built from its checkpoint record."""
-    from models.registry import load_family
+    from video_features.models.registry import load_family
 
-    family = load_family(feature_type, f"models.{feature_type}")
+    family = load_family(feature_type, f"video_features.models.{feature_type}")
     return family.build_network(family.checkpoint(model_name))
 
 
@@ -105,11 +115,11 @@ def random_network(build, seed: int) -> torch.nn.Module:
 def run_cli(*args, cwd=None, pythonpath=None, env=None, timeout=None):
     """Runs main.py in a fresh process, as a user would (``pythonpath``: a folder of extra packages;
     ``env``: the environment, os.environ by default; ``timeout``: seconds, then TimeoutExpired)."""
-    path = os.pathsep.join(str(p) for p in (pythonpath, ROOT) if p)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=cwd or ROOT,
-        env={**(env or os.environ), "PYTHONPATH": path}, timeout=timeout,
-    )
+    env = dict(env or os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
 def truncated_mp4(folder: Path) -> Path:

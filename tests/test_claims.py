@@ -9,7 +9,7 @@ import time
 import warnings
 
 from tests.conftest import ROOT, SAMPLE_A
-from utils.store.claims import Claims, _put_back
+from video_features.utils.store.claims import Claims, _put_back
 
 
 def start(*args, cwd):

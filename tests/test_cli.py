@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from main import main
 from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, fifo_video, make_extractor, needs_ffmpeg, run_cli
-from utils.errors import WeightsError
+from tests.conftest import cli as main_in_process
+from video_features.utils.errors import WeightsError
 
 KEYS = ("r21d", "timestamps_ms", "fps")
 
 
 @pytest.fixture
 def cli(r21d_checkpoint, tmp_path, capsys):
-    """main() in this process (no interpreter start-up), with the random checkpoint and a fresh output folder."""
+    """main.py in this process (no interpreter start-up), with the random checkpoint and a fresh output folder."""
 
     def run(*args):
-        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
+        code = main_in_process(*[f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
                      f"input_root={ROOT / 'sample'}", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
@@ -122,7 +122,7 @@ def test_bad_options_fail_with_one_clear_line_before_any_video(args, line, tmp_p
     video = fifo_video(tmp_path / "video.mp4")
     options = {"video_paths": f"[{video}]", "pretrained": "false", "device": "cpu"}
     options.update(arg.split("=", 1) for arg in args)
-    code = main([f"{key}={value}" for key, value in options.items()])
+    code = main_in_process(*[f"{key}={value}" for key, value in options.items()])
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.splitlines()) == 1 and re.fullmatch(line, err.rstrip("\n")), err
@@ -135,7 +135,7 @@ def test_bad_options_fail_with_one_clear_line_before_any_video(args, line, tmp_p
 ])
 def test_every_value_of_a_sweep_is_checked_before_any_job(sweep, line, tmp_path, capsys):
     video = fifo_video(tmp_path / "video.mp4")  # a job reading it would add a line of its own
-    code = main(["-m", *sweep, f"video_paths=[{video}]", "pretrained=false", "device=cpu"])
+    code = main_in_process(*["-m", *sweep, f"video_paths=[{video}]", "pretrained=false", "device=cpu"])
     assert code == 2
     assert capsys.readouterr().err == line + "\n"
 
@@ -143,14 +143,14 @@ def test_every_value_of_a_sweep_is_checked_before_any_job(sweep, line, tmp_path,
 def test_a_fifo_video_shows_when_it_is_read(tmp_path, capsys):
     # the check above can fail: with good options the video is read, and its line comes
     video = fifo_video(tmp_path / "video.mp4")
-    code = main([f"video_paths=[{video}]", "pretrained=false", "device=cpu"])
+    code = main_in_process(*[f"video_paths=[{video}]", "pretrained=false", "device=cpu"])
     assert code == 1
     assert f"error: {video}: not a regular file" in capsys.readouterr().err
 
 
 def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "avx512_bf16": False})
-    code = main([f"video_paths=[{SAMPLE_A}]", "pretrained=false", "device=cpu", "precision=bf16"])
+    code = main_in_process(*[f"video_paths=[{SAMPLE_A}]", "pretrained=false", "device=cpu", "precision=bf16"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: precision=bf16: this CPU has no AVX512-BF16 or AMX units")
@@ -159,14 +159,14 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch, capsys):
 
 @pytest.mark.parametrize("device, cores, workers", [("cpu", 16, 1), ("cuda", 16, 15), ("cuda", 64, 16), ("cuda", 6, 5), ("cuda", 1, 1)])
 def test_auto_decode_workers_leave_a_cpu_to_the_network_and_feed_a_gpu_from_every_other_core(device, cores, workers):
-    from utils.video.pool import resolve_decode_workers
+    from video_features.utils.video.pool import resolve_decode_workers
 
     assert resolve_decode_workers("auto", device, cores) == workers
     assert resolve_decode_workers(2, device, cores) == 2
 
 
 def test_help_lists_every_option_with_its_default():
-    from utils.config import OPTIONS
+    from video_features.utils.options import OPTIONS
 
     result = run_cli("--help")
     assert result.returncode == 0
@@ -176,8 +176,8 @@ def test_help_lists_every_option_with_its_default():
 
 
 def test_the_readme_lists_every_option_and_every_registered_model():
-    from models.registry import families
-    from utils.config import OPTIONS
+    from video_features.models.registry import families
+    from video_features.utils.options import OPTIONS
 
     readme = (ROOT / "README.md").read_text()
     table = re.search(r"\| option \| default \| meaning \|\n\|---\|---\|---\|\n((?:\|.*\n)+)", readme).group(1)
@@ -270,7 +270,7 @@ def test_show_pred_prints_the_top_classes_of_every_window(cli):
     rows = [line for line in out.splitlines() if line.strip().startswith(("0.00-", "0.53-"))]
     assert rows[0].strip().startswith("0.00-   0.53 s")
     assert len(rows[0].split(" | ")) == 5
-    from utils.network.labels import kinetics400
+    from video_features.utils.network.labels import kinetics400
 
     assert rows[0].split("s  ", 1)[1].rsplit(" ", 1)[0].split(" | ")[0].rsplit(" ", 1)[0] in kinetics400()
 

@@ -10,21 +10,21 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from torchvision.models.video import r2plus1d_18
 
-from main import main
-from models.registry import load_family
-from tests.conftest import ROOT, SAMPLE_B, make_extractor
+from tests.conftest import ROOT, SAMPLE_B, cli, make_extractor
+from tests.decoding import decode_all
 from tests.recipes import R21D_TOLERANCE, decoded_frames, r21d_recipe, reference_features
-from utils.frames.crops import crop_boxes
-from utils.frames.transforms import preprocess
-from utils.store.printing import describe_predictions
-from utils.video.reader import VideoReader
+from video_features.models.registry import load_family
+from video_features.utils.frames.crops import crop_boxes
+from video_features.utils.frames.transforms import preprocess
+from video_features.utils.store.printing import describe_predictions
+from video_features.utils.video.reader import VideoReader
 
 # one window of 8 frames: 10 crops of it stay cheap on a CPU
 ONE_WINDOW = dict(stack_size=8, step_size=200)
 
 
 def preprocessing_of(feature_type: str):
-    return load_family(feature_type, f"models.{feature_type}").default.preprocessing
+    return load_family(feature_type, f"video_features.models.{feature_type}").default.preprocessing
 
 
 def resized_reference(frames: torch.Tensor, preprocessing) -> torch.Tensor:
@@ -78,7 +78,7 @@ def test_each_crop_of_the_batch_has_the_features_of_that_crop_run_alone(crops, r
     batched = extractor.extract(SAMPLE_B)["r21d"]
     assert batched.shape == (1, crops, 512)
     with VideoReader(SAMPLE_B) as reader:  # the window: the first 8 frames
-        frames = torch.from_numpy(np.stack([frame.image for frame in reader.frames() if frame.index < 8]))
+        frames = torch.from_numpy(np.stack([frame.image for frame in decode_all(reader) if frame.index < 8]))
     preprocessing = extractor.checkpoint.preprocessing
     crop_views = reference_crops(resized_reference(frames, preprocessing), preprocessing.crop, crops)
     for crop, view in enumerate(crop_views):  # (T, C, h, w) -> one clip (1, C, T, h, w) through the network alone
@@ -101,7 +101,7 @@ def test_one_crop_is_the_centre_crop_of_the_published_recipe(r21d_checkpoint):
 
 def test_crops_and_crop_reduce_through_the_command_line(r21d_checkpoint, tmp_path, capsys):
     def run(*args):
-        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path}", "device=cpu",
+        code = cli(*[f"weights_path={r21d_checkpoint}", f"output_path={tmp_path}", "device=cpu",
                      f"video_paths=[{SAMPLE_B}]", f"input_root={ROOT / 'sample'}", "stack_size=8", "step_size=64",
                      "on_extraction=save_numpy", *args])
         assert code == 0
@@ -127,6 +127,6 @@ def test_show_pred_averages_the_crops_probabilities():
 
 
 def test_an_unknown_crop_count_is_one_line_naming_the_option(capsys):
-    assert main([f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu", "crops=4"]) == 2
+    assert cli(*[f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu", "crops=4"]) == 2
     err = capsys.readouterr().err
     assert err == "error: crops must be one of 1, 3, 5, 10, got 4\n"

@@ -10,8 +10,8 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg
-from utils.video.segments import MIN_SEGMENT_SECONDS
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, cli, make_extractor, needs_ffmpeg
+from video_features.utils.video.segments import MIN_SEGMENT_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_a_decoding_process_that_dies_fails_its_video_alone(r21d_checkpoint):
 
 
 def test_the_decoding_processes_do_not_import_torch():
-    code = "import sys, utils.video.worker; print('torch' in sys.modules)"
+    code = "import sys, video_features.utils.video.worker; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.strip() == "False", done.stderr
@@ -121,15 +121,14 @@ def test_a_claim_that_cannot_be_written_fails_its_video_alone(tmp_path, r21d_che
 def test_a_device_failure_stops_the_run_with_one_line(tmp_path, r21d_checkpoint, monkeypatch, capsys):
     import torch
 
-    from main import main
-    from utils.network.runner import Inference
+    from video_features.utils.network.runner import Inference
 
     def out_of_memory(self, clips):  # what a GPU does when a batch does not fit (none here to do it)
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(Inference, "__call__", out_of_memory)
     out = tmp_path / "out"
-    code = main([f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+    code = cli(*[f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
                  "batch_size=4", "on_extraction=save_numpy", f"output_path={out}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1

@@ -13,11 +13,11 @@ import psutil
 import pytest
 import torch
 
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, run_cli
-from utils.frames.device_feed import DeviceFeed, pin
-from utils.machine import MachineShare, share_of_sweep_job, usable_cores
-from utils.network.device import resolve_device
-from utils.video.pool import DecoderPool, decoding_threads
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, cli, make_extractor, run_cli
+from video_features.utils.frames.device_feed import DeviceFeed, pin
+from video_features.utils.machine import MachineShare, share_of_sweep_job, usable_cores
+from video_features.utils.network.device import resolve_device
+from video_features.utils.video.pool import DecoderPool, decoding_threads
 
 JOBLIB = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -1}
 SLURM = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}
@@ -62,8 +62,7 @@ class FailingEvent:
 
 
 def test_a_device_error_at_a_synchronisation_point_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys):
-    from main import main
-
+    
     to_host = DeviceFeed.to_host
 
     def failing_to_host(self, *tensors):
@@ -77,7 +76,7 @@ def test_a_device_error_at_a_synchronisation_point_stops_the_run_with_one_line(t
     monkeypatch.setattr(DeviceFeed, "to_host", failing_to_host)
     monkeypatch.setattr(DeviceFeed, "close", sticky_close)
     out = tmp_path / "out"
-    code = main([f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "pretrained=false", "device=cpu", "decode_workers=2",
+    code = cli(*[f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", "pretrained=false", "device=cpu", "decode_workers=2",
                  "on_extraction=save_numpy", f"output_path={out}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1

@@ -11,8 +11,8 @@ from tests.conftest import ROOT, SAMPLE_B, random_network, run_cli
 TINY_PACKAGE = '''
 from torch import nn
 
-from models.registry import Checkpoint, Family, register
-from utils.frames.preprocessing import Preprocessing
+from video_features.models.registry import Checkpoint, Family, register
+from video_features.utils.frames.preprocessing import Preprocessing
 
 
 class MeanColour(nn.Module):
@@ -113,12 +113,12 @@ def test_a_sweep_without_its_weights_offline_stops_with_one_line_before_any_job(
 
 
 def test_cfg_job_prints_the_resolved_config():
-    from models.slowfast import CHECKPOINTS
+    from video_features.models.slowfast import CHECKPOINTS
 
     result = run_cli("--cfg", "job", "feature_type=slowfast", "batch_size=4", "output_path=out")
     assert result.returncode == 0
     assert "feature_type: slowfast\n" in result.stdout and "batch_size: 4\n" in result.stdout
-    assert "model_package: models.slowfast\n" in result.stdout
+    assert "model_package: video_features.models.slowfast\n" in result.stdout
     default = CHECKPOINTS[0]  # the record of the feature type's default model
     for line in (f"model_name: {default.name}", f"stack_size: {default.stack_size}", f"step_size: {default.step_size}",
                  "tmp_path: out/.tmp"):

@@ -6,13 +6,12 @@ import shutil
 import pytest
 import torch
 
-from main import main
-from tests.conftest import SAMPLE_B, make_config
-from utils.config import video_paths
+from tests.conftest import SAMPLE_B, cli, make_options
+from video_features.utils.run.inputs import video_paths
 
 
 def listed(list_file) -> list[str]:
-    return video_paths(make_config(file_with_video_paths=str(list_file)))
+    return video_paths(make_options(file_with_video_paths=str(list_file)))
 
 
 def test_a_list_file_with_a_byte_order_mark_and_crlf_line_ends_is_read_whole(tmp_path):
@@ -26,7 +25,7 @@ def test_a_list_file_with_a_byte_order_mark_and_crlf_line_ends_is_read_whole(tmp
 def test_a_list_file_that_is_not_utf8_is_one_line_naming_it_and_exit_2(tmp_path, capsys):
     list_file = tmp_path / "list.txt"
     list_file.write_bytes("a.mp4\nvidéo.mp4\n".encode("latin-1"))
-    assert main([f"file_with_video_paths={list_file}", "pretrained=false", "device=cpu"]) == 2
+    assert cli(*[f"file_with_video_paths={list_file}", "pretrained=false", "device=cpu"]) == 2
     assert capsys.readouterr().err == (f"error: file_with_video_paths={list_file}: not UTF-8 text (line 2 has the "
                                        "byte 0xe9); save it as UTF-8\n")
 
@@ -37,14 +36,14 @@ def test_a_list_file_that_is_not_utf8_is_one_line_naming_it_and_exit_2(tmp_path,
      "error: file_with_video_paths=/nonexistent/list.txt: No such file or directory"),
 ])
 def test_a_sweep_with_a_missing_file_exits_2_before_any_job(args, message, tmp_path, capsys):
-    code = main(["-m", "stack_size=8,16", f"video_paths=[{SAMPLE_B}]", "device=cpu", f"output_path={tmp_path / 'out'}",
+    code = cli(*["-m", "stack_size=8,16", f"video_paths=[{SAMPLE_B}]", "device=cpu", f"output_path={tmp_path / 'out'}",
                  *args])
     assert (code, capsys.readouterr().err) == (2, message + "\n")
     assert not (tmp_path / "out").exists()  # no job started
 
 
 def test_a_missing_weights_file_among_a_sweeps_values_is_found_before_any_job(tmp_path, capsys, r21d_checkpoint):
-    code = main(["-m", f"weights_path={r21d_checkpoint},/nonexistent.pth", f"video_paths=[{SAMPLE_B}]", "device=cpu",
+    code = cli(*["-m", f"weights_path={r21d_checkpoint},/nonexistent.pth", f"video_paths=[{SAMPLE_B}]", "device=cpu",
                  f"output_path={tmp_path / 'out'}"])
     assert (code, capsys.readouterr().err) == (2, "error: weights_path=/nonexistent.pth: file not found\n")
 
@@ -56,7 +55,7 @@ def test_a_file_spelled_twice_is_one_video(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spellings = ["sample/a.mp4", "./sample/a.mp4", str(tmp_path / "sample/a.mp4"), "sample/../sample/a.mp4",
                  "link.mp4"]
-    assert video_paths(make_config(video_paths=spellings)) == ["sample/a.mp4"]
+    assert video_paths(make_options(video_paths=spellings)) == ["sample/a.mp4"]
 
 
 def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_output_path(tmp_path, monkeypatch, capsys,
@@ -65,7 +64,7 @@ def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_outp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "list.txt").write_text("gone/v.mp4\nempty.mp4\n")  # a video of a list that has gone fails alone
     (tmp_path / "empty.mp4").touch()
-    code = main(["video_paths=[b.mp4,./b.mp4,https://example.com/v.mp4]", "file_with_video_paths=list.txt",
+    code = cli(*["video_paths=[b.mp4,./b.mp4,https://example.com/v.mp4]", "file_with_video_paths=list.txt",
                  f"weights_path={r21d_checkpoint}", "device=cpu", "on_extraction=save_numpy", "output_path=out",
                  "stack_size=64", "step_size=64"])
     assert code == 1
@@ -85,7 +84,7 @@ def test_a_damaged_checkpoint_is_one_line_of_ours(damage, tmp_path, capsys, r21d
     damaged = tmp_path / "damaged.pth"
     whole = open(r21d_checkpoint, "rb").read()
     damaged.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else os.urandom(5000))
-    assert main([f"video_paths=[{SAMPLE_B}]", f"weights_path={damaged}", "device=cpu"]) == 2
+    assert cli(*[f"video_paths=[{SAMPLE_B}]", f"weights_path={damaged}", "device=cpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"error: cannot read checkpoint {damaged}: not a checkpoint, or a damaged one (")
@@ -94,7 +93,7 @@ def test_a_damaged_checkpoint_is_one_line_of_ours(damage, tmp_path, capsys, r21d
 def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path, capsys):
     module = tmp_path / "model.pth"
     torch.save(torch.nn.Linear(2, 2), module)
-    assert main([f"video_paths=[{SAMPLE_B}]", f"weights_path={module}", "device=cpu"]) == 2
+    assert cli(*[f"video_paths=[{SAMPLE_B}]", f"weights_path={module}", "device=cpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.rstrip().endswith("save the model's state_dict() instead")
 
@@ -103,7 +102,7 @@ def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path, capsys)
 def test_a_mistyped_video_path_is_a_bad_option_before_the_model_loads(given, tmp_path, monkeypatch, capsys):
     shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
     monkeypatch.chdir(tmp_path)
-    assert main([f"video_paths={given}", "pretrained=false", "output_path=out"]) == 2
+    assert cli(*[f"video_paths={given}", "pretrained=false", "output_path=out"]) == 2
     missing = "nope/" if given == "nope/" else "nope.mp4"
     assert capsys.readouterr().err == f"error: video_paths: {missing}: no such file or folder\n"
     assert not (tmp_path / "out").exists()  # nothing started
@@ -115,7 +114,7 @@ def test_videos_are_read_in_the_order_given_a_folders_own_files_before_its_subfo
     for path in ("folder/z.mp4", "folder/sub/a.mp4", "b.mp4", "a.mp4"):
         shutil.copy(SAMPLE_B, tmp_path / path)
     monkeypatch.chdir(tmp_path)
-    code = main(["video_paths=[b.mp4,folder,a.mp4]", f"weights_path={r21d_checkpoint}", "device=cpu",
+    code = cli(*["video_paths=[b.mp4,folder,a.mp4]", f"weights_path={r21d_checkpoint}", "device=cpu",
                  "decode_workers=1", "stack_size=64", "step_size=64"])
     assert code == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]

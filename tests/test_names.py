@@ -4,10 +4,9 @@ import shutil
 
 import pytest
 
-from main import main
-from tests.conftest import SAMPLE_B
-from utils.errors import OutputNameClash
-from utils.store.names import output_name, output_names
+from tests.conftest import SAMPLE_B, cli
+from video_features.utils.errors import OutputNameClash
+from video_features.utils.store.names import output_name, output_names
 
 
 def test_a_name_is_the_path_under_input_root_or_else_the_absolute_path(tmp_path, monkeypatch):
@@ -45,7 +44,7 @@ def test_a_rerun_after_adding_a_video_from_another_folder_skips_the_finished_one
     monkeypatch.chdir(tmp_path)
 
     def run(*videos) -> str:
-        code = main([f"video_paths=[{','.join(videos)}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+        code = cli(*[f"video_paths=[{','.join(videos)}]", f"weights_path={r21d_checkpoint}", "device=cpu",
                      "on_extraction=save_numpy", "output_path=out", "stack_size=64", "step_size=64"])
         assert code == 0
         return capsys.readouterr().err.splitlines()[-1]

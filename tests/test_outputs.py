@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from main import main
-from tests.conftest import ROOT, SAMPLE_B
+from tests.conftest import ROOT, SAMPLE_B, cli
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 
@@ -38,18 +37,17 @@ def test_a_full_disk_at_start_is_one_line_and_exit_2_and_leaves_no_run_log(tmp_p
 
 def test_a_run_log_that_cannot_be_written_leaves_no_file(tmp_path):
     disk = tmp_path / "disk"
-    script = ("import sys\nfrom utils.config import load_config\nfrom utils.store.runlog import RunLog\n"
-              "try:\n    RunLog(sys.argv[1], load_config({'pretrained': False}), 'cpu', '0/1', {})\n"
+    script = ("import sys\nfrom video_features.utils.store.runlog import RunLog\n"
+              "try:\n    RunLog(sys.argv[1], {'pretrained': False}, 'cpu', '0/1', {})\n"
               "except OSError as error:\n    print(error.strerror)\n")
     result = on_a_full_disk(disk, sys.executable, "-c", script, str(disk / "out"))
     assert result.stdout == "No space left on device\nexit code 0\n", result.stderr  # no empty .jsonl left
 
 
 def test_a_run_log_that_cannot_be_written_mid_run_is_one_warning_and_the_run_goes_on(tmp_path):
-    from utils.config import load_config
-    from utils.store.runlog import RunLog
+    from video_features.utils.store.runlog import RunLog
 
-    log = RunLog(str(tmp_path), load_config({"pretrained": False}), "cpu", "0/1", {})
+    log = RunLog(str(tmp_path), {"pretrained": False}, "cpu", "0/1", {})
     os.remove(log.path)
     os.mkdir(log.path)  # appending to it now fails, as on a disk that filled up
     with pytest.warns(UserWarning, match="cannot write the run log") as warned:
@@ -62,7 +60,7 @@ def test_a_run_log_that_cannot_be_written_mid_run_is_one_warning_and_the_run_goe
 def test_a_run_log_folder_that_cannot_be_made_is_one_line_and_exit_2(tmp_path, capsys, r21d_checkpoint):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / ".runs").write_text("")  # a file where the folder of run logs goes
-    code = main([f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+    code = cli(*[f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
                  "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}"])
     assert (code, capsys.readouterr().err) == (
         2, f"error: output_path={tmp_path / 'out'}: cannot write the run log (File exists: {tmp_path / 'out' / '.runs'})\n")
@@ -77,7 +75,7 @@ def test_saved_outputs_that_cannot_be_checked_fail_the_video_and_stay_as_they_ar
     shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
     args = [f"video_paths=[{tmp_path / 'b.mp4'}]", f"input_root={tmp_path}", f"weights_path={r21d_checkpoint}",
             "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", "stack_size=64", "step_size=64"]
-    assert main(args) == 0
+    assert cli(*args) == 0
     folder = tmp_path.joinpath("out", *OUT)
     path = folder / broken
     os.remove(path)
@@ -87,15 +85,15 @@ def test_saved_outputs_that_cannot_be_checked_fail_the_video_and_stay_as_they_ar
         path.symlink_to(path)
     files = {p.name: (p.lstat().st_ino, p.lstat().st_mtime_ns) for p in folder.iterdir()}
     capsys.readouterr()
-    assert main(args) == 1
+    assert cli(*args) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"error: {tmp_path / 'b.mp4'}: cannot check its saved outputs: {path}: {cause}", "0 extracted, 0 skipped, 1 failed"]
     assert {p.name: (p.lstat().st_ino, p.lstat().st_mtime_ns) for p in folder.iterdir()} == files  # nothing replaced
 
 
 def test_status_of_a_folder_no_run_wrote_to_says_so_and_is_not_done(tmp_path, capsys):
-    assert main(["status=true", f"output_path={tmp_path}", "pretrained=false"]) == 1
+    assert cli(*["status=true", f"output_path={tmp_path}", "pretrained=false"]) == 1
     assert capsys.readouterr().out == f"no run found under {tmp_path}: no run log in {tmp_path / '.runs'}\n"
-    assert main(["status=true", f"output_path={tmp_path}", "pretrained=false", f"video_paths=[{SAMPLE_B}]"]) == 1
+    assert cli(*["status=true", f"output_path={tmp_path}", "pretrained=false", f"video_paths=[{SAMPLE_B}]"]) == 1
     assert capsys.readouterr().out == (f"0 done, 0 failed, 1 not done of 1 videos (r21d/r2plus1d_18_16_kinetics; "
                                        f"no run log in {tmp_path / '.runs'})\n")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import SAMPLE_B, make_extractor, network_for, randomize
-from utils.network.precision import cast_autocast_weights, cpu_has_bf16_units
+from video_features.utils.network.precision import cast_autocast_weights, cpu_has_bf16_units
 
 # The tolerance the README states: relative L2 error of each window's feature vector, bf16
 # against fp32. Measured on this project's CPU: 3e-3 (r21d, slowfast) to 8e-3 (timesformer).

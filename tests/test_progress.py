@@ -7,8 +7,8 @@ import time
 from tqdm import tqdm
 
 from tests.conftest import SAMPLE_A, SAMPLE_B, run_cli
-from utils.progress import ProgressLines
-from utils.run import advance
+from video_features.utils.progress import ProgressLines
+from video_features.utils.run.report import advance
 
 LINE = re.compile(r"progress: (\d+) of (\d+) videos \((.*)\), ([\d.]+) windows/s, (\d+):(\d\d):(\d\d) elapsed(, about .* left)?")
 

@@ -5,13 +5,12 @@ from torch import nn
 from torchvision.models.video import R2Plus1D_18_Weights, r2plus1d_18
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
-from main import main
-from models.r21d import KINETICS_PRESET
-from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, make_extractor, network_for, random_network
-from tests.recipes import R21D_TOLERANCE as TOLERANCE, decoded_frames, r21d_recipe, reference_features
-from utils.errors import WeightsError
-from utils.frames.transforms import preprocess
-
+from tests.conftest import FRAME_COUNTS, ROOT, SAMPLE_A, SAMPLE_B, cli, make_extractor, network_for, random_network
+from tests.recipes import R21D_TOLERANCE as TOLERANCE
+from tests.recipes import decoded_frames, r21d_recipe, reference_features
+from video_features.models.r21d import KINETICS_PRESET
+from video_features.utils.errors import WeightsError
+from video_features.utils.frames.transforms import preprocess
 
 
 def ig65m_release_network() -> VideoResNet:
@@ -107,7 +106,7 @@ def test_extracts_the_samples(path, r21d_checkpoint):
 
 @pytest.mark.slow
 def test_features_through_the_command_line_equal_torchvision_on_the_published_recipe(r21d_checkpoint, tmp_path):
-    code = main([f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
+    code = cli(*[f"video_paths=[{SAMPLE_B}]", f"weights_path={r21d_checkpoint}", "device=cpu",
                  "on_extraction=save_numpy", f"output_path={tmp_path}", f"input_root={ROOT / 'sample'}"])
     assert code == 0
     features = np.load(tmp_path / "r21d" / "r2plus1d_18_16_kinetics" / "b_r21d.npy")

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from main import main
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg
-from utils.errors import ExtractionError
-from utils.errors import WeightsError
-from utils.store.runlog import read_records
+from tests.conftest import cli as main_in_process
+from video_features.utils.errors import ExtractionError, WeightsError
+from video_features.utils.store.runlog import read_records
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 FAST = ("stack_size=8", "step_size=200")  # one short window: quick on 2 cores
@@ -27,10 +26,10 @@ FAST = ("stack_size=8", "step_size=200")  # one short window: quick on 2 cores
 
 @pytest.fixture
 def cli(r21d_checkpoint, tmp_path, capsys):
-    """main() in this process with the random checkpoint, saving into tmp_path / 'out'."""
+    """main.py in this process with the random checkpoint, saving into tmp_path / 'out'."""
 
     def run(*args):
-        code = main([f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
+        code = main_in_process(*[f"weights_path={r21d_checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
                      "on_extraction=save_numpy", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err

@@ -12,9 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from main import main
-from tests.conftest import (ROOT, SAMPLE_A, SAMPLE_B, fifo_video, make_extractor, needs_ffmpeg, randomize, run_cli,
-                            truncated_mp4)
+from tests.conftest import (
+    ROOT,
+    SAMPLE_A,
+    SAMPLE_B,
+    fifo_video,
+    make_extractor,
+    needs_ffmpeg,
+    randomize,
+    run_cli,
+    truncated_mp4,
+)
+from tests.conftest import cli as main_in_process
+from tests.decoding import decode_all
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 
@@ -22,7 +32,7 @@ OUT = ("r21d", "r2plus1d_18_16_kinetics")
 @pytest.fixture
 def cli(r21d_checkpoint, tmp_path, capsys):
     def run(*args, checkpoint=r21d_checkpoint):
-        code = main([f"weights_path={checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
+        code = main_in_process(*[f"weights_path={checkpoint}", f"output_path={tmp_path / 'out'}", "device=cpu",
                      "on_extraction=save_numpy", f"input_root={ROOT / 'sample'}", *args])
         captured = capsys.readouterr()
         return code, captured.err.strip().splitlines()[-1] if captured.err.strip() else ""
@@ -109,13 +119,13 @@ def test_equal_names_are_no_clash_when_nothing_is_saved(tmp_path, capsys):
     (tmp_path / "x").mkdir()
     shutil.copy(SAMPLE_B, tmp_path / "x.mp4")
     shutil.copy(SAMPLE_B, tmp_path / "x.mkv")
-    code = main([f"video_paths=[{tmp_path / 'x.mp4'},{tmp_path / 'x.mkv'}]", "pretrained=false", "device=cpu",
+    code = main_in_process(*[f"video_paths=[{tmp_path / 'x.mp4'},{tmp_path / 'x.mkv'}]", "pretrained=false", "device=cpu",
                  "stack_size=64", "step_size=64"])
     assert code == 0 and capsys.readouterr().err.endswith("2 extracted, 0 skipped, 0 failed\n")
 
 
 def test_unquoted_special_characters_get_a_quoting_hint(capsys):
-    assert main(["video_paths=[my=clip.mp4]"]) == 2
+    assert main_in_process(*["video_paths=[my=clip.mp4]"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "quote a value with spaces, commas, '='" in err
 
@@ -202,9 +212,9 @@ def test_the_flat_memory_mechanism_a_video_in_flight_keeps_copies_not_views_of_t
     # benchmarks/benchmark.py --memory-lengths. A view keeps torch's output block alive, which pinned
     # the freed window buffers in glibc's heap: memory grew by about two windows per window (5 GB
     # over 750 windows of a 20-minute video).
-    from utils.video_in_flight import VideoInFlight
-    from utils.video.completeness import Completeness
-    from utils.frames.windows import Window, WindowAssembler, WindowPlan
+    from video_features.utils.frames.windows import Window, WindowAssembler, WindowPlan
+    from video_features.utils.pipeline.video_in_flight import VideoInFlight
+    from video_features.utils.video.completeness import Completeness
 
     video = VideoInFlight("v.mp4", 0, 25.0, Completeness(None, 0.04), {0: WindowAssembler(WindowPlan(2, 2, (0, 1)), 0.04)},
                           None, windows_pending=2)
@@ -215,12 +225,12 @@ def test_the_flat_memory_mechanism_a_video_in_flight_keeps_copies_not_views_of_t
 
 
 def test_the_samples_give_every_model_several_real_windows():
-    from models.registry import families
-    from utils.video.reader import VideoReader
-    from utils.frames.windows import WindowPlan
+    from video_features.models.registry import families
+    from video_features.utils.frames.windows import WindowPlan
+    from video_features.utils.video.reader import VideoReader
 
     with VideoReader(str(ROOT / "sample" / "c.mp4")) as reader:
-        frames = sum(1 for _ in reader.frames(lambda index: False))
+        frames = sum(1 for _ in decode_all(reader, lambda index: False))
     for family in families().values():
         for checkpoint in family.checkpoints:  # a real window, not one padded with the last frame
             assert frames >= checkpoint.stack_size, checkpoint.name

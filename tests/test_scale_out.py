@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, run_cli
-from utils.run import shard
-from utils.store.claims import Claims
-from utils.store.runlog import read_records
+from video_features.utils.run.inputs import shard
+from video_features.utils.store.claims import Claims
+from video_features.utils.store.runlog import read_records
 
 OUT = ("r21d", "r2plus1d_18_16_kinetics")
 # One thread everywhere: joblib's workers get cores // jobs threads, and oneDNN's sums in another
@@ -208,8 +208,8 @@ def test_two_shards_through_a_real_slurm_equal_one_process(videos, tmp_path, r21
 
 
 def test_auto_device_gives_each_local_job_its_own_gpu(monkeypatch):
-    from utils.machine import share_from_environment
-    from utils.network.device import resolve_device
+    from video_features.utils.machine import share_from_environment
+    from video_features.utils.network.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from tests.conftest import make_extractor, needs_ffmpeg, run_cli
-from utils.network.runner import Inference
-from utils.pipeline import Pipeline
+from video_features.utils.network.runner import Inference
+from video_features.utils.pipeline.pipeline import Pipeline
 
 
 class Pixels(torch.nn.Module):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B
-from utils.store.runlog import read_records
+from video_features.utils.store.runlog import read_records
 
 
 def default_signals() -> None:

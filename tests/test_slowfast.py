@@ -12,16 +12,15 @@ import torch
 import torch.nn.functional as F
 from pytorchvideo.models import hub
 
-from main import main
-from models.registry import load_family
-from models.slowfast import TUTORIAL
-from models.slowfast.network import slow_pathway_indices
-from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, make_extractor, needs_ffmpeg, network_for, random_network
+from tests.conftest import ROOT, SAMPLE_A, SAMPLE_B, cli, make_extractor, needs_ffmpeg, network_for, random_network
 from tests.recipes import decoded_frames, uniform_crop_box
-from utils.errors import WeightsError
-from utils.frames.transforms import preprocess
-from utils.frames.windows import network_offsets
-from utils.network.labels import kinetics400
+from video_features.models.registry import load_family
+from video_features.models.slowfast import TUTORIAL
+from video_features.models.slowfast.network import slow_pathway_indices
+from video_features.utils.errors import WeightsError
+from video_features.utils.frames.transforms import preprocess
+from video_features.utils.frames.windows import network_offsets
+from video_features.utils.network.labels import kinetics400
 
 with warnings.catch_warnings():  # deprecated, but it is exactly what the tutorial uses
     warnings.simplefilter("ignore")
@@ -152,13 +151,13 @@ def test_slow_pathway_indices():
     ],
 )
 def test_windows_are_subsampled_uniformly(model_name, stack, expected):
-    checkpoint = load_family("slowfast", "models.slowfast").checkpoint(model_name)
+    checkpoint = load_family("slowfast", "video_features.models.slowfast").checkpoint(model_name)
     stack = stack or checkpoint.stack_size
     assert list(network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)) == expected
 
 
 def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
-    code = main(["feature_type=slowfast", "stack_size=16", "device=cpu", "pretrained=false", f"video_paths=[{SAMPLE_B}]"])
+    code = cli(*["feature_type=slowfast", "stack_size=16", "device=cpu", "pretrained=false", f"video_paths=[{SAMPLE_B}]"])
     err = capsys.readouterr().err
     assert code == 2
     assert err == (
@@ -170,7 +169,7 @@ def test_a_window_too_short_fails_at_start_up_with_one_line(capsys):
 @pytest.mark.parametrize("height, width", [(255, 456), (457, 255), (271, 481)])
 def test_preprocessing_equals_the_tutorial_on_odd_sized_frames(height, width):
     frames = torch.randint(0, 256, (4, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    ours = preprocess(frames, load_family("slowfast", "models.slowfast").default.preprocessing)  # (T, C, 256, 256)
+    ours = preprocess(frames, load_family("slowfast", "video_features.models.slowfast").default.preprocessing)  # (T, C, 256, 256)
     expected = tutorial_transform(frames.numpy(), num_frames=4)  # (C, T, 256, 256)
     torch.testing.assert_close(ours.permute(1, 0, 2, 3), expected, atol=1e-5, rtol=0)
 
@@ -201,7 +200,7 @@ def test_offline_without_weights_says_what_to_do_and_a_cached_file_is_used(monke
 def test_end_to_end_on_the_samples_with_show_pred(r50, tmp_path, capsys):
     reference, captured, checkpoint = r50
     out = tmp_path / "out"
-    code = main([
+    code = cli(*[
         "feature_type=slowfast", f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"input_root={ROOT / 'sample'}",
         f"weights_path={checkpoint}",
         "device=cpu", "on_extraction=save_numpy", f"output_path={out}", "show_pred=true",
@@ -235,7 +234,7 @@ def test_end_to_end_on_the_samples_with_show_pred(r50, tmp_path, capsys):
 def test_three_crops_with_extraction_fps_saved_as_pickle_equal_pytorchvideo(r50, tmp_path):
     reference, captured, checkpoint = r50
     out = tmp_path / "out"
-    code = main(["feature_type=slowfast", f"weights_path={checkpoint}", "device=cpu", "crops=3", "extraction_fps=15",
+    code = cli(*["feature_type=slowfast", f"weights_path={checkpoint}", "device=cpu", "crops=3", "extraction_fps=15",
                  "stack_size=32", "step_size=64", f"video_paths=[{SAMPLE_B}]", "on_extraction=save_pickle",
                  f"output_path={out}", f"input_root={ROOT / 'sample'}"])
     assert code == 0

@@ -2,8 +2,7 @@
 run skips a video by: its outputs load and their settings record equals the run's."""
 import shutil
 
-from main import main
-from tests.conftest import SAMPLE_A, SAMPLE_B
+from tests.conftest import SAMPLE_A, SAMPLE_B, cli
 
 R21D = "r21d/r2plus1d_18_16_kinetics"
 
@@ -15,11 +14,11 @@ def test_status_counts_only_the_outputs_a_run_of_its_command_line_would_skip(tmp
     where = [f"output_path={out}", f"input_root={tmp_path}", "device=cpu", "on_extraction=save_numpy"]
     videos = f"video_paths=[{tmp_path / 'a.mp4'},{tmp_path / 'b.mp4'}]"
     run = [*where, videos, f"weights_path={r21d_checkpoint}", "step_size=200"]
-    assert main([*run, "stack_size=8"]) == 0
+    assert cli(*[*run, "stack_size=8"]) == 0
     capsys.readouterr()
 
     def status(*args) -> tuple[int, str]:
-        code = main(["status=true", *args])
+        code = cli(*["status=true", *args])
         return code, capsys.readouterr().out.splitlines()[0]
 
     runs = "1 processes, 0 without an end record: running or killed"

@@ -15,19 +15,18 @@ from safetensors.torch import save_file
 from torchvision.models.video import R2Plus1D_18_Weights
 from transformers import TimesformerConfig, TimesformerForVideoClassification
 
-from main import main
-from models.registry import load_family
-from models.timesformer.network import TimeSformer
-from tests.conftest import ROOT, SAMPLE_B, make_config, make_extractor, randomize
+from tests.conftest import ROOT, SAMPLE_B, cli, make_extractor, randomize
 from tests.recipes import decoded_frames, timesformer_recipe
-from utils.errors import WeightsError
-from utils.extractor import Extractor
-from utils.frames.transforms import preprocess
-from utils.frames.windows import linspace_offsets, network_offsets, segment_middle_offsets
-from utils.network.labels import class_names
-from utils.network.weights import hub_cache_path, load_strict
+from video_features.models.registry import load_family
+from video_features.models.timesformer.network import TimeSformer
+from video_features.utils.errors import WeightsError
+from video_features.utils.extractor import Extractor
+from video_features.utils.frames.transforms import preprocess
+from video_features.utils.frames.windows import linspace_offsets, network_offsets, segment_middle_offsets
+from video_features.utils.network.labels import class_names
+from video_features.utils.network.weights import hub_cache_path, load_strict
 
-TIMESFORMER = load_family("timesformer", "models.timesformer")
+TIMESFORMER = load_family("timesformer", "video_features.models.timesformer")
 
 SMALL = dict(patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)
 
@@ -123,7 +122,7 @@ def official_file(official_state, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def official_extractor(official_file) -> Extractor:
-    return Extractor(make_config(feature_type="timesformer", weights_path=official_file, pretrained=True))
+    return make_extractor(feature_type="timesformer", weights_path=official_file)
 
 
 @pytest.mark.slow
@@ -256,7 +255,7 @@ def test_preprocessing_is_short_side_resize_and_the_ceil_centre_crop(official_ex
 
 
 def test_a_window_shorter_than_the_network_frames_is_refused_at_start_up(capsys):
-    code = main(["feature_type=timesformer", "stack_size=4", f"video_paths=[{SAMPLE_B}]", "pretrained=false"])
+    code = cli(*["feature_type=timesformer", "stack_size=4", f"video_paths=[{SAMPLE_B}]", "pretrained=false"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.splitlines() == [
@@ -279,7 +278,7 @@ def sample_b_clips(starts, spatial_index=1) -> torch.Tensor:
 @pytest.mark.slow
 def test_features_through_the_command_line_equal_transformers_on_the_official_recipe(hf_base, official_file, tmp_path,
                                                                                      capsys):
-    code = main(["feature_type=timesformer", f"weights_path={official_file}", "stack_size=64", "step_size=64",
+    code = cli(*["feature_type=timesformer", f"weights_path={official_file}", "stack_size=64", "step_size=64",
                  "batch_size=2", f"video_paths=[{SAMPLE_B}]", "device=cpu", "show_pred=true",
                  "on_extraction=save_numpy", f"output_path={tmp_path}", f"input_root={ROOT / 'sample'}"])
     assert code == 0
@@ -304,7 +303,7 @@ def test_features_through_the_command_line_equal_transformers_on_the_official_re
 
 @pytest.mark.slow
 def test_three_crops_saved_as_pickle_equal_transformers_on_the_official_three_views(hf_base, official_file, tmp_path):
-    code = main(["feature_type=timesformer", f"weights_path={official_file}", "crops=3", "stack_size=64",
+    code = cli(*["feature_type=timesformer", f"weights_path={official_file}", "crops=3", "stack_size=64",
                  "step_size=200", f"video_paths=[{SAMPLE_B}]", "device=cpu", "on_extraction=save_pickle",
                  f"output_path={tmp_path}", f"input_root={ROOT / 'sample'}"])
     assert code == 0

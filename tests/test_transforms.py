@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.frames.preprocessing import ResizeCrop, Taps, bilinear_taps, gather, short_side_size
-from utils.frames.transforms import interpolate_normalize, unit_scale
+from video_features.utils.frames.preprocessing import ResizeCrop, Taps, bilinear_taps, gather, short_side_size
+from video_features.utils.frames.transforms import interpolate_normalize, unit_scale
 
 MEAN, STD = (0.45, 0.4, 0.35), (0.225, 0.25, 0.2)
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import FRAME_COUNTS, SAMPLE_A, SAMPLE_B, needs_ffmpeg, truncated_mp4
-from utils.frames.windows import WindowPlan
-from utils.video.numbering import NumberingMismatch
-from utils.errors import PartialVideo, VideoError
-from utils.video.completeness import DecodeStats
-from utils.video.reader import VideoReader
-from utils.video.rgb import rgb_view
-from utils.video.segments import split
-
+from tests.decoding import decode_all
+from video_features.utils.errors import PartialVideo, VideoError
+from video_features.utils.frames.windows import WindowPlan
+from video_features.utils.video.completeness import DecodeStats
+from video_features.utils.video.numbering import NumberingMismatch
+from video_features.utils.video.reader import VideoReader
+from video_features.utils.video.rgb import rgb_view
+from video_features.utils.video.segments import split
 
 
 def ffmpeg_frames(path, fps, size=(64, 36)):
@@ -31,7 +31,7 @@ def ffmpeg_frames(path, fps, size=(64, 36)):
 def our_frames(path, fps, size=(64, 36)):
     import av
 
-    frames = list(VideoReader(path, fps).frames())
+    frames = list(decode_all(VideoReader(path, fps)))
     small = []
     for frame in frames:
         image = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
@@ -56,7 +56,7 @@ def test_resampling_keeps_the_frames_ffmpeg_keeps(path, fps):
 @pytest.mark.parametrize("path", [SAMPLE_A, SAMPLE_B])
 def test_native_rate_gives_every_frame_with_its_timestamp(path):
     reader = VideoReader(path)
-    frames = list(reader.frames(wanted=lambda i: i % 10 == 0))
+    frames = list(decode_all(reader, wanted=lambda i: i % 10 == 0))
     assert len(frames) == FRAME_COUNTS[path]
     assert reader.fps == pytest.approx({SAMPLE_A: 25.0, SAMPLE_B: 30000 / 1001}[path])
     np.testing.assert_allclose([f.time for f in frames], np.arange(len(frames)) / reader.fps, atol=1e-3)
@@ -71,7 +71,7 @@ def test_paths_with_spaces_and_non_ascii_characters(tmp_path):
     folder.mkdir()
     path = folder / "clip nº 1 (copy).mp4"
     shutil.copy(SAMPLE_B, path)
-    assert len(list(VideoReader(str(path)).frames(lambda i: False))) == FRAME_COUNTS[SAMPLE_B]
+    assert len(list(decode_all(VideoReader(str(path)), lambda i: False))) == FRAME_COUNTS[SAMPLE_B]
 
 
 @needs_ffmpeg
@@ -79,7 +79,7 @@ def test_paths_with_spaces_and_non_ascii_characters(tmp_path):
 def test_other_containers_and_codecs(tmp_path, container, codec):
     path = tmp_path / f"clip.{container}"
     subprocess.run(["ffmpeg", "-v", "error", "-i", SAMPLE_B, "-t", "1", "-c:v", codec, "-an", str(path)], check=True)
-    frames = list(VideoReader(str(path)).frames())
+    frames = list(decode_all(VideoReader(str(path))))
     assert 29 <= len(frames) <= 32  # stream copy cuts at packets, so a frame or two more
     assert frames[0].image.shape == (270, 480, 3)
 
@@ -113,7 +113,7 @@ def test_unreadable_files_raise_one_clear_line(tmp_path, content, message):
     elif content is not None:
         path.write_bytes(content)
     with pytest.raises(VideoError, match=message) as error:
-        list(VideoReader(str(path)).frames())
+        list(decode_all(VideoReader(str(path))))
     assert "\n" not in str(error.value)
 
 
@@ -151,9 +151,9 @@ def test_skipping_unwanted_frames_gives_the_same_frames(tmp_path, case):
     name, input_options, output_options = SKIP_CASES[case]
     path = encoded(tmp_path, name, output_options, input_options)
     wanted = lambda index: index % 3 == 1  # noqa: E731
-    plain = list(VideoReader(path).frames(wanted))
+    plain = list(decode_all(VideoReader(path), wanted))
     reader = VideoReader(path)
-    skipping = list(reader.frames(wanted, only_used=True))
+    skipping = list(decode_all(reader, wanted, only_used=True))
     assert [(f.index, f.time) for f in skipping] == [(f.index, f.time) for f in plain]
     for ours, theirs in zip(skipping, plain):
         assert (ours.image is None) == (theirs.image is None)
@@ -171,8 +171,8 @@ def test_a_stream_without_timestamps_has_no_index_and_is_decoded_whole(tmp_path)
     reader = VideoReader(path)
     assert reader.index() is None
     wanted = lambda index: index % 3 == 1  # noqa: E731
-    plain = [(f.index, f.time) for f in VideoReader(path).frames(wanted)]
-    assert [(f.index, f.time) for f in reader.frames(wanted, only_used=True)] == plain and len(plain) > 20
+    plain = [(f.index, f.time) for f in decode_all(VideoReader(path), wanted)]
+    assert [(f.index, f.time) for f in decode_all(reader, wanted, only_used=True)] == plain and len(plain) > 20
     assert reader.undecoded_frames == 0
 
 
@@ -186,10 +186,10 @@ def test_a_file_cut_inside_an_open_gop_is_indexed_from_its_first_decodable_frame
     with av.open(path) as container:
         packets = sum(1 for packet in container.demux(video=0) if packet.size)
     reader = VideoReader(path)
-    every = [(f.index, f.time) for f in VideoReader(path).frames()]
+    every = [(f.index, f.time) for f in decode_all(VideoReader(path))]
     assert reader.index().frames == len(every) < packets  # the dropped frames are in the file, not the index
     wanted = lambda index: index % 3 == 1  # noqa: E731
-    skipping = list(reader.frames(wanted, only_used=True))
+    skipping = list(decode_all(reader, wanted, only_used=True))
     assert [(f.index, f.time) for f in skipping] == every and reader.undecoded_frames > 0
 
 
@@ -212,8 +212,8 @@ def test_rotated_videos_come_out_upright_as_ffmpeg_shows_them(tmp_path, rotate):
     shape = (270, 480, 3) if rotate == "180" else (480, 270, 3)
     wanted = lambda index: index % 3 == 1  # noqa: E731
     for fps, only_used in [(None, False), (None, True), (5, False)]:
-        ours = list(VideoReader(rotated, fps).frames(wanted, only_used))
-        theirs = list(VideoReader(upright, fps).frames(wanted))
+        ours = list(decode_all(VideoReader(rotated, fps), wanted, only_used))
+        theirs = list(decode_all(VideoReader(upright, fps), wanted))
         assert [(f.index, f.time) for f in ours] == [(f.index, f.time) for f in theirs]
         assert sum(f.image is not None for f in ours) >= 3
         for mine, reference in zip(ours, theirs):
@@ -257,7 +257,7 @@ def read_all(path, read, keep_partial=False):
     fps, only_used = READ_PATHS[read]
     frames = []
     try:
-        for frame in VideoReader(path, fps, keep_partial=keep_partial).frames(lambda i: i % 3 == 1, only_used):
+        for frame in decode_all(VideoReader(path, fps), lambda i: i % 3 == 1, only_used, keep_partial=keep_partial):
             frames.append(frame)
     except (VideoError, NumberingMismatch) as error:
         return frames, error
@@ -300,9 +300,9 @@ def test_a_cut_off_last_packet_reads_alike_whatever_ffmpegs_thread_count(tmp_pat
     outcomes = set()
     for threads in (1, 2, 3, 4):
         with pytest.raises(VideoError, match=r"^truncated: decoding ended at 3\.\d s of the declared 8\.0 s") as error:
-            list(VideoReader(str(cut), codec_threads=threads).frames())
+            list(decode_all(VideoReader(str(cut), codec_threads=threads)))
         with pytest.warns(PartialVideo):
-            kept = [frame.index for frame in VideoReader(str(cut), codec_threads=threads, keep_partial=True).frames()]
+            kept = [frame.index for frame in decode_all(VideoReader(str(cut), codec_threads=threads), keep_partial=True)]
         outcomes.add((str(error.value), tuple(kept)))
     assert len(outcomes) == 1
 
@@ -403,7 +403,7 @@ def test_segments_give_the_frames_of_the_whole_video(tmp_path, case, read):
     reader = VideoReader(path, fps)
     segments = split(reader.index(), plan, reader.time_base, reader.shift, fps, max_segments=4, min_seconds=0.5)
     assert len(segments) >= 3 and segments[-1].last and not segments[1].cut.at_start
-    whole_read = {f.index: f for f in reader.frames(plan.uses)}
+    whole_read = {f.index: f for f in decode_all(reader, plan.uses)}
     stats = DecodeStats()
     seen = set()
     for segment in segments:

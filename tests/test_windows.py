@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from utils.frames.windows import WindowAssembler, WindowPlan
+from video_features.utils.frames.windows import WindowAssembler, WindowPlan
 
 
 def cut(plan, n_frames, fps=10.0):

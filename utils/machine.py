@@ -12,10 +12,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-# How many jobs the sweep of this command line runs: main.py sets it for its jobs, since Hydra tells a
-# job its number but not how many there are.
-SWEEP_JOBS_VARIABLE = "VIDEO_FEATURES_SWEEP_JOBS"
-
 
 def usable_cores() -> int:
     """The cores this process may run on (a cluster job's share, not the whole machine's)."""

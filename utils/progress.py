@@ -5,7 +5,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from utils.console import say
+from video_features.utils.console import say
 
 
 def duration(seconds: float) -> str:

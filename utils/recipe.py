@@ -9,12 +9,11 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from omegaconf import DictConfig
-
-from models.registry import Checkpoint, Family, load_family
-from utils.errors import SettingsError
-from utils.frames.windows import WindowPlan, network_offsets
-from utils.network.weights import load_state_file, resolve_checkpoint
+from video_features.models.registry import Checkpoint, Family, load_family
+from video_features.utils.errors import SettingsError
+from video_features.utils.frames.windows import WindowPlan, network_offsets
+from video_features.utils.network.weights import load_state_file, resolve_checkpoint
+from video_features.utils.options import Options
 
 
 @dataclass(frozen=True)
@@ -69,16 +68,16 @@ class Recipe:
         return json.loads(json.dumps(settings))  # lists, not tuples
 
 
-def model_and_windows(cfg: DictConfig) -> tuple[Family, Checkpoint, WindowPlan]:
+def model_and_windows(options: Options) -> tuple[Family, Checkpoint, WindowPlan]:
     """The feature type's family, the checkpoint record asked for, and the windows; SettingsError for
     an unknown model or a window too short for its network."""
     try:
-        family = load_family(cfg.feature_type, cfg.model_package)
-        checkpoint = family.checkpoint(cfg.model_name)
+        family = load_family(options.feature_type, options.model_package)
+        checkpoint = family.checkpoint(options.model_name)
     except KeyError as error:
         raise SettingsError(error.args[0]) from None
-    stack = cfg.stack_size or checkpoint.stack_size
-    step = cfg.step_size or checkpoint.step_size
+    stack = options.stack_size or checkpoint.stack_size
+    step = options.step_size or checkpoint.step_size
     try:
         offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
     except ValueError as error:
@@ -86,21 +85,21 @@ def model_and_windows(cfg: DictConfig) -> tuple[Family, Checkpoint, WindowPlan]:
     return family, checkpoint, WindowPlan(stack, step, offsets)
 
 
-def recipe(cfg: DictConfig, family: Family, checkpoint: Checkpoint, weights_file: Optional[str],
+def recipe(options: Options, family: Family, checkpoint: Checkpoint, weights_file: Optional[str],
            plan: WindowPlan) -> Recipe:
-    crop_reduce = cfg.crop_reduce.value if cfg.crops > 1 else "none"  # nothing to reduce in one crop
-    return Recipe(family, checkpoint, weights_file, plan, cfg.extraction_fps, cfg.fps_method.value,
-                  cfg.precision.value, cfg.crops, crop_reduce)
+    crop_reduce = options.crop_reduce.value if options.crops > 1 else "none"  # nothing to reduce in one crop
+    return Recipe(family, checkpoint, weights_file, plan, options.extraction_fps, options.fps_method.value,
+                  options.precision.value, options.crops, crop_reduce)
 
 
-def recipe_of_run(cfg: DictConfig) -> Recipe:
+def recipe_of_run(options: Options) -> Recipe:
     """The recipe a run of ``cfg`` records, found without a device or a network and without
     downloading: WeightsError when the official weights are not in the cache (no output can have
     been made with them here)."""
-    family, checkpoint, plan = model_and_windows(cfg)
+    family, checkpoint, plan = model_and_windows(options)
     weights_file = None
-    if cfg.pretrained or cfg.weights_path:
-        weights_file = resolve_checkpoint(checkpoint.url, cfg.weights_path, True, checkpoint.sha256_prefix,
+    if options.pretrained or options.weights_path:
+        weights_file = resolve_checkpoint(checkpoint.url, options.weights_path, True, checkpoint.sha256_prefix,
                                           download=False)
         _, checkpoint = family.read_state(load_state_file(weights_file), checkpoint)
-    return recipe(cfg, family, checkpoint, weights_file, plan)
+    return recipe(options, family, checkpoint, weights_file, plan)

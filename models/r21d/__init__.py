@@ -4,9 +4,9 @@ Preprocessing is torchvision's ``VideoClassification(crop_size=112, resize_size=
 preset applied to float frames, as video_features does: resize to exactly 128x171 (aspect not
 kept), centre crop 112 at torchvision's ``int(round(margin / 2))``, Kinetics mean and std.
 """
-from models.r21d.network import build_network
-from models.registry import Checkpoint, Family, register
-from utils.frames.preprocessing import Preprocessing
+from video_features.models.r21d.network import build_network
+from video_features.models.registry import Checkpoint, Family, register
+from video_features.utils.frames.preprocessing import Preprocessing
 
 IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
 KINETICS_PRESET = Preprocessing(

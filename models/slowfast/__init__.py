@@ -8,9 +8,9 @@ offset ``int(round(margin / 2))``, Python's round, so a half goes to the even ne
 (pytorchvideo's own uniform_crop would ceil). The slow pathway's frames are picked inside the
 network. The official ``.pyth`` files hold the weights under ``model_state``.
 """
-from models.registry import Checkpoint, Family, register
-from models.slowfast.network import CONFIGS, build_network
-from utils.frames.preprocessing import Preprocessing
+from video_features.models.registry import Checkpoint, Family, register
+from video_features.models.slowfast.network import CONFIGS, build_network
+from video_features.utils.frames.preprocessing import Preprocessing
 
 MODEL_ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
 TUTORIAL = Preprocessing(resize=256, crop=256, crop_offset=round, mean=(0.45,) * 3, std=(0.225,) * 3)

@@ -19,9 +19,9 @@ import dataclasses
 import math
 import os
 
-from models.registry import Checkpoint, Family, read_official, register
-from models.timesformer.network import TimeSformer, from_hf_layout, is_hf_layout
-from utils.frames.preprocessing import Preprocessing
+from video_features.models.registry import Checkpoint, Family, read_official, register
+from video_features.models.timesformer.network import TimeSformer, from_hf_layout, is_hf_layout
+from video_features.utils.frames.preprocessing import Preprocessing
 
 SSV2_STACK = 128  # 4.3 s at 30 fps, about an SSv2 clip's length
 CLASSES = {  # see LABELS.md

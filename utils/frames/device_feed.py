@@ -21,9 +21,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from utils.frames.slots import SLOTS, SlotLayout
-from utils.frames.transforms import interpolate_normalize
-from utils.network.device import device_errors
+from video_features.utils.frames.slots import SLOTS, SlotLayout
+from video_features.utils.frames.transforms import interpolate_normalize
+from video_features.utils.network.device import device_errors
 
 CUDA_HOST_REGISTER_PORTABLE = 1  # cudaHostRegisterPortable: pinned for copies to any device
 

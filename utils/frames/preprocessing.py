@@ -18,7 +18,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from utils.frames.crops import crop_boxes
+from video_features.utils.frames.crops import crop_boxes
 
 
 @dataclass(frozen=True)

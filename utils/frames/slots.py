@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.frames.preprocessing import Preprocessing, gathered_shape
+from video_features.utils.frames.preprocessing import Preprocessing, gathered_shape
 
 SLOT_BYTES = 16 << 20  # the pixels of one slot: 64 frames of r21d's taps, 21 of SlowFast's
 MAX_SLOT_FRAMES = 64

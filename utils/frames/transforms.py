@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import torch
 
-from utils.frames.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
+from video_features.utils.frames.preprocessing import Preprocessing, frame_taps, gather, gathered_shape
 
 
 @functools.lru_cache(maxsize=16)

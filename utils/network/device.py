@@ -5,8 +5,8 @@ from typing import Optional
 
 import torch
 
-from utils.errors import DeviceError, SettingsError
-from utils.machine import MachineShare
+from video_features.utils.errors import DeviceError, SettingsError
+from video_features.utils.machine import MachineShare
 
 
 def resolve_device(name: str, share: MachineShare = MachineShare()) -> torch.device:

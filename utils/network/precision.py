@@ -2,7 +2,7 @@
 be emulated; the weights autocast would cast on every forward, cast once."""
 import torch
 
-from utils.errors import SettingsError
+from video_features.utils.errors import SettingsError
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -5,8 +5,23 @@ from typing import Optional
 
 import torch
 
-from utils.network.device import device_errors
-from utils.network.precision import AUTOCAST_DTYPES, cast_autocast_weights
+from video_features.utils.network.device import device_errors
+from video_features.utils.network.precision import AUTOCAST_DTYPES, cast_autocast_weights
+
+
+def set_torch_globals(device: torch.device, precision: str, compile: bool, cudnn_benchmark: bool) -> None:
+    """The process-wide settings of torch a run depends on, set once at its start (Extractor)."""
+    if device.type == "cuda":
+        if AUTOCAST_DTYPES[precision] is None:
+            # cuDNN runs fp32 convolutions in TF32 by default: features 1e-3 off the reference
+            # (measured on an H200 against video_features). fp32 means fp32; bf16 is the fast option.
+            torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    if compile:
+        from torch._inductor import config as inductor_config
+
+        # freezing folds the weights into the graph as constants: the big win for inference
+        inductor_config.freezing = True
 
 
 class Inference:
@@ -14,30 +29,20 @@ class Inference:
     bf16/fp16, in channels_last_3d where that is faster, optionally compiled."""
 
     def __init__(self, network: torch.nn.Module, device: torch.device, precision: str = "fp32",
-                 channels_last: bool = False, compile: bool = False, cudnn_benchmark: bool = False):
+                 channels_last: bool = False, compile: bool = False):
         self.device = device
         self.autocast_dtype: Optional[torch.dtype] = AUTOCAST_DTYPES[precision]
         # the first layer casts its input to the autocast dtype: the batch is built in it at once
         self.input_dtype = self.autocast_dtype or torch.float32
         self.channels_last = channels_last
         self.compiled = compile
-        if device.type == "cuda":
-            if self.autocast_dtype is None:
-                # cuDNN runs fp32 convolutions in TF32 by default: features 1e-3 off the reference
-                # (measured on an H200 against video_features). fp32 means fp32; bf16 is the fast option.
-                torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cudnn.benchmark = cudnn_benchmark
         self.network = network.eval().to(device)
         if self.autocast_dtype is not None:
             cast_autocast_weights(self.network, self.autocast_dtype)
         if channels_last:
             self.network.to(memory_format=torch.channels_last_3d)
         self._forward = self.network
-        if compile:
-            from torch._inductor import config as inductor_config
-
-            # freezing folds the weights into the graph as constants: the big win for inference
-            inductor_config.freezing = True
+        if compile:  # with inductor's freezing on (set_torch_globals)
             self._forward = torch.compile(self.network, dynamic=False)
 
     def run(self, work, batch_size: int):

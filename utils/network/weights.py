@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from utils.errors import WeightsError
+from video_features.utils.errors import WeightsError
 
 HF_PREFIX = "hf://"
 

@@ -19,8 +19,7 @@ import uuid
 import warnings
 from typing import Optional
 
-from utils.store.liveness import HOST, process_has_ended
-
+from video_features.utils.store.liveness import HOST, process_has_ended
 
 
 class Claims:

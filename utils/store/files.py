@@ -7,7 +7,7 @@ import tempfile
 import time
 from typing import Callable
 
-from utils.store.liveness import HOST, process_has_ended
+from video_features.utils.store.liveness import HOST, process_has_ended
 
 TMP_PREFIX = ".tmp-"
 STALE_FOREIGN_SECONDS = 24 * 3600  # a temporary file of another machine's process is left this long

@@ -4,7 +4,7 @@ but its video's path, so names do not move when the list changes."""
 import os
 from typing import Optional
 
-from utils.errors import OutputNameClash
+from video_features.utils.errors import OutputNameClash
 
 
 def output_name(path: str, input_root: Optional[str] = None) -> str:

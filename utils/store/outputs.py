@@ -4,14 +4,21 @@ import contextlib
 import json
 import os
 import pickle
+from enum import Enum
 
 import numpy as np
 
-from utils.errors import OutputError
-from utils.store.files import write_atomically
+from video_features.utils.errors import OutputError
+from video_features.utils.store.files import write_atomically
 
 # What a file that is there but does not load as an array raises: cut short, or not .npy/pickle data
 NOT_AN_ARRAY = (ValueError, EOFError, pickle.UnpicklingError)
+
+
+class OutputState(str, Enum):
+    DONE = "done"  # every output file loads and was made with the run's settings
+    STALE = "stale"  # they load, but were made with other settings (or by a version that kept no record)
+    MISSING = "missing"  # a file is absent or does not load (e.g. cut short)
 
 
 class OutputStore:
@@ -44,26 +51,25 @@ class OutputStore:
         record = json.dumps(settings, indent=1, sort_keys=True).encode()
         write_atomically(self.settings_path(name), lambda file: file.write(record))
 
-    def status(self, name: str, keys: list[str], settings: dict) -> str:
-        """'done': every output file loads and was made with ``settings``; 'stale': they load but
-        were made with other settings (or by a version that kept no record); 'missing': a file is
-        absent or does not load (e.g. cut short). Anything else (a permission error, a bug) raises
-        OutputError: the outputs may be good, so they must not be redone and replaced."""
+    def state(self, name: str, keys: list[str], settings: dict) -> OutputState:
+        """Whether a video's outputs are saved, made with ``settings``. Anything but a file that is
+        absent or does not load (a permission error, a bug) raises OutputError: the outputs may be
+        good, so they must not be redone and replaced."""
         for key in keys:
             try:
                 self.load(name, key)
             except (FileNotFoundError, *NOT_AN_ARRAY):
-                return "missing"
+                return OutputState.MISSING
             except Exception as error:
                 raise OutputError(f"cannot check its saved outputs: {_cause(error, self.path(name, key))}") from error
         try:
             with open(self.settings_path(name), encoding="utf-8") as file:
                 recorded = json.load(file)
         except (FileNotFoundError, ValueError):  # no record, or one cut short
-            return "stale"
+            return OutputState.STALE
         except OSError as error:
             raise OutputError(f"cannot check its saved outputs: {_cause(error, self.settings_path(name))}") from error
-        return "done" if recorded == settings else "stale"
+        return OutputState.DONE if recorded == settings else OutputState.STALE
 
     def load(self, name: str, key: str) -> np.ndarray:
         path = self.path(name, key)

@@ -21,7 +21,6 @@ from typing import Optional
 
 import av
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 RUNS_FOLDER = ".runs"
 
@@ -37,7 +36,7 @@ def _tool_version() -> Optional[str]:
 
 
 class RunLog:
-    def __init__(self, output_path: str, cfg: DictConfig, device: str, shard: str, machine: dict):
+    def __init__(self, output_path: str, config: dict, device: str, shard: str, machine: dict):
         """Starts this process's log with its start record; an OSError (e.g. a full disk) leaves no file."""
         folder = os.path.join(output_path, RUNS_FOLDER)
         os.makedirs(folder, exist_ok=True)
@@ -47,7 +46,7 @@ class RunLog:
         try:
             self._write(
                 event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard, machine=machine,
-                config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                config=config,
                 versions={"tool": _tool_version(), "torch": torch.__version__, "pyav": av.__version__,
                           "ffmpeg": av.library_versions.get("libavcodec")},
             )

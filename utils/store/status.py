@@ -7,30 +7,29 @@ The videos: those the command line lists, or else every video a run log under ou
 import os
 from collections import Counter
 
-from omegaconf import DictConfig
-
-from utils.config import OnExtraction, video_paths
-from utils.errors import OutputError
-from utils.recipe import Recipe
-from utils.store.names import output_names
-from utils.store.outputs import OutputStore
-from utils.store.runlog import RUNS_FOLDER, read_records
+from video_features.utils.errors import OutputError
+from video_features.utils.options import OnExtraction, Options
+from video_features.utils.recipe import Recipe
+from video_features.utils.run.inputs import video_paths
+from video_features.utils.store.names import output_names
+from video_features.utils.store.outputs import OutputState, OutputStore
+from video_features.utils.store.runlog import RUNS_FOLDER, read_records
 
 OTHER_SETTINGS = "done with other settings"
 
 
-def status_report(cfg: DictConfig, recipe: Recipe) -> tuple[str, bool]:
+def status_report(options: Options, recipe: Recipe) -> tuple[str, bool]:
     """The report's lines, and whether every video is done."""
-    records = read_records(cfg.output_path)
+    records = read_records(options.output_path)
     starts = [record for record in records if record["event"] == "start"]
-    listed = cfg.video_paths is not None or cfg.file_with_video_paths is not None
+    listed = options.video_paths is not None or options.file_with_video_paths is not None
     if not listed and not starts:
-        return f"no run found under {cfg.output_path}: no run log in {os.path.join(cfg.output_path, RUNS_FOLDER)}", False
-    videos = video_paths(cfg) if listed else list(dict.fromkeys(r["path"] for r in records if r["event"] == "video"))
-    names = output_names(videos, cfg.input_root)
-    output_dir = recipe.output_dir(cfg.output_path)
+        return f"no run found under {options.output_path}: no run log in {os.path.join(options.output_path, RUNS_FOLDER)}", False
+    videos = video_paths(options) if listed else list(dict.fromkeys(r["path"] for r in records if r["event"] == "video"))
+    names = output_names(videos, options.input_root)
+    output_dir = recipe.output_dir(options.output_path)
     # outputs saved as either format count where the command line does not say which (print)
-    formats = [cfg.on_extraction.value] if cfg.on_extraction != OnExtraction.print else ["save_numpy", "save_pickle"]
+    formats = [options.on_extraction.value] if options.on_extraction != OnExtraction.print else ["save_numpy", "save_pickle"]
     stores = [OutputStore(output_dir, each) for each in formats]
     settings = recipe.settings()
 
@@ -42,14 +41,14 @@ def status_report(cfg: DictConfig, recipe: Recipe) -> tuple[str, bool]:
     outcomes, lines = Counter(), []
     for video in videos:
         try:
-            found = {store.status(names[video], recipe.output_keys, settings) for store in stores}
+            found = {store.state(names[video], recipe.output_keys, settings) for store in stores}
         except OutputError as error:
             found = set()
             lines.append(f"cannot check: {video}: {error}")
         logged = latest.get(os.path.abspath(video), {})
-        if "done" in found:
+        if OutputState.DONE in found:
             outcomes["done"] += 1
-        elif "stale" in found:
+        elif OutputState.STALE in found:
             outcomes[OTHER_SETTINGS] += 1
         elif logged.get("status") == "failed":
             outcomes["failed"] += 1
@@ -61,7 +60,7 @@ def status_report(cfg: DictConfig, recipe: Recipe) -> tuple[str, bool]:
     ended = {record["log"] for record in records if record["event"] == "end"}
     processes = {record["log"] for record in starts}
     runs = (f"{len(processes)} processes, {len(processes - ended)} without an end record: running or killed"
-            if processes else f"no run log in {os.path.join(cfg.output_path, RUNS_FOLDER)}")
+            if processes else f"no run log in {os.path.join(options.output_path, RUNS_FOLDER)}")
     counts = ", ".join(f"{outcomes[outcome]} {outcome}" for outcome in ("done", OTHER_SETTINGS, "failed", "not done")
                        if outcomes[outcome] or outcome != OTHER_SETTINGS)
     head = f"all {len(videos)} videos done" if finished else f"{counts} of {len(videos)} videos"

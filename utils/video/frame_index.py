@@ -26,7 +26,7 @@ from typing import Optional
 import av
 import numpy as np
 
-from utils.video.numbering import NumberingMismatch
+from video_features.utils.video.numbering import NumberingMismatch
 
 # More than the deepest frame reordering H.264 and HEVC allow (16 frames): a packet further than
 # this from its place in presentation order means the timestamps do not give that order.

@@ -1,9 +1,9 @@
 """The decoding processes of a run (utils/video/worker.py), seen from the pipeline: started, given
-jobs, listened to, given their slots back, and stopped.
+tasks, listened to, given their slots back, and stopped.
 
 Each process has a connection (a socket pair) and a buffer of shared memory holding its slots. A
 process that dies (a crash in FFmpeg, the out-of-memory killer) is noticed when its connection
-closes: its job is reported as failed and a new process takes its place. Closing kills them all at
+closes: its task is reported as failed and a new process takes its place. Closing kills them all at
 once: a process stuck in a system call (a dead network mount) never holds up the end of a run.
 """
 import mmap
@@ -14,14 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Optional
 
-from utils.frames.slots import SLOTS, SlotLayout
-from utils.video.worker import Released, Settings
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # where `-m utils...` imports from
+from video_features.utils.frames.slots import SLOTS, SlotLayout
+from video_features.utils.video.protocol import ENDS_TASK, DecodeSettings, Died, FromDecoder, Released, Task
 
 
 def _shared_buffer(size: int) -> tuple[int, mmap.mmap]:
@@ -44,37 +41,27 @@ def resolve_decode_workers(value, device_type: str, cores: int) -> int:
     return 1 if device_type == "cpu" else max(1, min(16, cores - 1))
 
 
-def decoding_threads(cores: int, jobs_running: int) -> int:
-    """FFmpeg's decoding threads for a job: the cores shared out among the jobs running at once, so
+def decoding_threads(cores: int, tasks_running: int) -> int:
+    """FFmpeg's decoding threads for a task: the cores shared out among the tasks running at once, so
     that a short video alone, or the last videos of a run, use the cores that idle processes leave."""
-    return max(1, cores // max(1, jobs_running))
-
-
-@dataclass(frozen=True)
-class Died:
-    """A decoding process ended without being asked to: its job failed."""
-
-    worker: int
-    job: Optional[object]  # the job it was running
-    exit_code: Optional[int]
+    return max(1, cores // max(1, tasks_running))
 
 
 class Decoder:
     """One decoding process."""
 
-    def __init__(self, number: int, settings: Settings):
+    def __init__(self, number: int, settings: DecodeSettings):
         self.number = number
-        self.job = None  # the job it runs, None while idle
+        self.task: Optional[Task] = None  # None while idle
         self.buffer_fd, self.buffer = _shared_buffer(SLOTS * settings.layout.bytes)
         self.settings = settings
         self._start()
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
-        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "utils.video.worker", str(theirs.fileno()), str(self.buffer_fd)],
-            pass_fds=(theirs.fileno(), self.buffer_fd), env={**os.environ, "PYTHONPATH": path},
+            [sys.executable, "-m", "video_features.utils.video.worker", str(theirs.fileno()), str(self.buffer_fd)],
+            pass_fds=(theirs.fileno(), self.buffer_fd),
             start_new_session=True,  # Ctrl-C reaches only the pipeline, which stops this process
         )
         theirs.close()
@@ -88,7 +75,7 @@ class Decoder:
         """A new process in place of one that died, with the same slots."""
         self.connection.close()
         self.process.wait()
-        self.job = None
+        self.task = None
         self._start()
 
     def signal(self, number: int) -> None:
@@ -115,7 +102,7 @@ class Decoder:
 
 
 class DecoderPool:
-    def __init__(self, count: int, settings: Settings):
+    def __init__(self, count: int, settings: DecodeSettings):
         self.layout: SlotLayout = settings.layout
         self.decoders: list[Decoder] = []
         try:
@@ -126,11 +113,11 @@ class DecoderPool:
             raise
 
     def idle(self) -> list[Decoder]:
-        return [decoder for decoder in self.decoders if decoder.job is None and not decoder.connection.closed]
+        return [decoder for decoder in self.decoders if decoder.task is None and not decoder.connection.closed]
 
-    def assign(self, decoder: Decoder, job) -> None:
-        decoder.job = job
-        decoder.send(job)
+    def assign(self, decoder: Decoder, task: Task) -> None:
+        decoder.task = task
+        decoder.send(task)
 
     def release(self, worker: int, slot: int) -> None:
         """Gives a slot back to its process."""
@@ -140,19 +127,23 @@ class DecoderPool:
         except OSError:
             pass  # it died: its replacement starts with every slot free
 
-    def receive(self, timeout: Optional[float] = None) -> list[tuple[int, object]]:
+    def receive(self, timeout: Optional[float] = None) -> list[tuple[int, FromDecoder]]:
         """(worker, message) of every message there is, waiting up to ``timeout`` (None: until one comes).
-        A process that died gives a ``Died`` message after its last ones: then ``replace`` it."""
+        A process whose message ends its task is idle again. A process that died gives a ``Died``
+        message after its last ones: then ``replace`` it."""
         by_connection = {decoder.connection: decoder for decoder in self.decoders if not decoder.connection.closed}
         received = []
         for connection in wait(list(by_connection), timeout):
             decoder = by_connection[connection]
             try:
                 while connection.poll():
-                    received.append((decoder.number, connection.recv()))
+                    message = connection.recv()
+                    if isinstance(message, ENDS_TASK):
+                        decoder.task = None
+                    received.append((decoder.number, message))
             except (EOFError, OSError):
                 connection.close()
-                received.append((decoder.number, Died(decoder.number, decoder.job, decoder.process.wait())))
+                received.append((decoder.number, Died(decoder.number, decoder.task, decoder.process.wait())))
         return received
 
     def replace(self, worker: int) -> None:

@@ -5,10 +5,9 @@ Frames come out one at a time, so memory does not grow with the video's length. 
 process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps, without a
 temporary file. With ``only_used`` the H.264/HEVC frames no window uses and no other frame
 references are not even decoded (utils/video/numbering.py). A segment (utils/video/segments.py) starts at a key
-frame and numbers its frames as a decode of the whole video does. Frames a display matrix rotates
-(phone videos) come out upright, as the ffmpeg program shows them. A file whose frames end well
-before the end it declares (truncated), or whose frames the decoder flags as damaged, raises
-VideoError once its frames have been read (``keep_partial``: a warning).
+frame and numbers its frames as a decode of the whole video does. What a read owned is counted,
+so that a file whose frames end well before the end it declares (truncated), or whose frames the
+decoder flags as damaged, can be told (utils/video/completeness.py).
 """
 import os
 import stat
@@ -18,21 +17,12 @@ from fractions import Fraction
 from typing import Callable, Iterator, Optional
 
 import av
-import numpy as np
 
-from utils.errors import PartialVideo, VideoError
-from utils.video.completeness import Completeness, DecodeStats
-from utils.video.frame_index import FrameIndex, packets_from, read_index
-from utils.video.rgb import rgb_view
-from utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
-from utils.video.segments import Segment, whole
-
-
-@dataclass
-class Frame:
-    index: int  # position in the (resampled) frame sequence
-    time: float  # presentation time in seconds, from the start of the file
-    image: Optional[np.ndarray]  # (H, W, 3) RGB uint8, or None for a frame no window uses
+from video_features.utils.errors import VideoError
+from video_features.utils.video.completeness import Completeness, DecodeStats
+from video_features.utils.video.frame_index import FrameIndex, packets_from, read_index
+from video_features.utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
+from video_features.utils.video.segments import Segment, whole
 
 
 @dataclass
@@ -81,15 +71,8 @@ def _rescale_nearest(pts: int, source: Fraction, target: Fraction) -> int:
 class VideoReader:
     """Decodes the first video stream of a file, optionally resampled to ``extraction_fps``."""
 
-    def __init__(
-        self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0, keep_partial: bool = False
-    ):
-        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core).
-
-        A video that is truncated (its frames end well before the end its file declares) or whose
-        frames the decoder flags as damaged raises ``VideoError`` once all its frames have been
-        yielded by ``frames``; with ``keep_partial`` a ``PartialVideo`` warning with the same message is given instead.
-        """
+    def __init__(self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0):
+        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core)."""
         self.path = path
         check_input(path)
         try:
@@ -103,7 +86,6 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = codec_threads
         self._extraction_fps = extraction_fps
-        self._keep_partial = keep_partial
         self.undecoded_frames = 0
         native = self._stream.average_rate or self._stream.guessed_rate
         self._frame_seconds = 1 / float(native) if native else 0.0
@@ -179,32 +161,17 @@ class VideoReader:
     def __exit__(self, *exc):
         self.close()
 
-    def frames(self, wanted: Callable[[int], bool] = lambda index: True, only_used: bool = False) -> Iterator[Frame]:
-        """Yields every frame of the whole video in order; ``image`` is filled only where
-        ``wanted(index)`` is true, and for the last frame (it pads a video shorter than one window).
+    def decoded(self, wanted: Callable[[int], bool] = lambda index: True, only_used: bool = False,
+                segment: Optional[Segment] = None) -> Iterator[Decoded]:
+        """The frames of ``segment`` (default: the whole video) in order, not converted; ``wanted`` is
+        true where a window uses the frame (the last frame is always wanted: it pads a video shorter
+        than one window). ``self.stats`` then holds what the read owned, for the truncation and damage
+        checks (``Completeness.problems``, after the video's last segment).
 
         ``only_used``: frames not wanted that no other frame references are not decoded at all
         (H.264 and HEVC at the native rate; ``undecoded_frames`` counts them). Their index and time
         are the same as when every frame is decoded; where the stream does not allow that,
-        ``NumberingMismatch`` is raised, possibly after some frames have been yielded. After the last
-        frame, a truncated or damaged video raises VideoError (a warning with ``keep_partial``).
-        """
-        rgb = av.video.reformatter.VideoReformatter()  # one for all frames: +20 % over per-frame
-        for decoded in self.decoded(wanted, only_used):
-            image = None
-            if decoded.wanted and decoded.frame is not None:
-                image = np.ascontiguousarray(rgb_view(rgb, decoded.frame))
-            yield Frame(decoded.index, decoded.time, image)
-        problems = self.completeness.problems(self.stats)
-        if problems:
-            if not self._keep_partial:
-                raise VideoError("; ".join(problems))
-            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo, stacklevel=2)
-
-    def decoded(self, wanted: Callable[[int], bool] = lambda index: True, only_used: bool = False,
-                segment: Optional[Segment] = None) -> Iterator[Decoded]:
-        """The frames of ``segment`` (default: the whole video) in order, not converted; see ``frames``.
-        ``self.stats`` then holds what the read owned (``Completeness.problems`` checks it)."""
+        ``NumberingMismatch`` is raised, possibly after some frames have been given."""
         self.stats = DecodeStats()
         if segment is None and only_used and self.skippable and self.index() is not None:
             segment = whole(self.index())

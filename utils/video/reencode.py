@@ -2,7 +2,7 @@
 import hashlib
 import os
 
-from utils.errors import VideoError
+from video_features.utils.errors import VideoError
 
 
 def reencode_to_fps(path: str, fps: float, tmp_dir: str) -> str:

@@ -24,8 +24,8 @@ from typing import Optional
 
 import numpy as np
 
-from utils.frames.windows import WindowPlan
-from utils.video.frame_index import MAX_REORDER, Cut, FrameIndex
+from video_features.utils.frames.windows import WindowPlan
+from video_features.utils.video.frame_index import MAX_REORDER, Cut, FrameIndex
 
 MIN_SEGMENT_SECONDS = 10.0  # shorter segments spend too much of their time decoding up to their first frame
 

@@ -3,15 +3,17 @@ checks where segments meet, its features so far), and the result it gives back."
 import time
 import warnings
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.frames.windows import Window, WindowAssembler
-from utils.video.completeness import Completeness, DecodeStats
-from utils.video.worker import SlotFilled
+from video_features.utils.errors import PartialVideo
+from video_features.utils.frames.windows import Window, WindowAssembler
+from video_features.utils.video.completeness import Completeness, DecodeStats
+from video_features.utils.video.protocol import SlotFilled
 
 
 @dataclass
@@ -20,10 +22,10 @@ class VideoResult:
     outputs: Optional[dict[str, np.ndarray]] = None  # None when skipped or failed
     logits: Optional[np.ndarray] = None  # (windows, classes), or (windows, crops, classes); with keep_logits
     error: Optional[str] = None
-    skipped: Optional[str] = None  # why the video was not read: the caller's claim() answer
+    skipped: Optional[Enum] = None  # why the video was not read, as the caller's work said
     seconds: Optional[float] = None  # from the start of its decoding to its result
     segments: Optional[int] = None  # the parts that decoding processes decoded at once
-    restarted: Optional[str] = None  # why it was decoded again in one piece, if it was
+    decoded_whole: Optional[str] = None  # why it was decoded again in one piece, if it was
 
 
 @dataclass
@@ -46,7 +48,7 @@ class VideoInFlight:
     windows_pending: int = 0  # cut but not yet through the network
     frame_count: int = 0
     error: Optional[str] = None
-    restarted: Optional[str] = None  # why an earlier attempt was given up for a decode in one piece
+    decoded_whole: Optional[str] = None  # why an earlier attempt was given up for a decode in one piece
     started: float = field(default_factory=time.monotonic)
 
     def add(self, message: SlotFilled, preprocessed: Optional[torch.Tensor]) -> list[Window]:
@@ -90,7 +92,7 @@ class VideoInFlight:
             self.error = "; ".join(problems)
             return None
         if problems:
-            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)")
+            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo)
         padded = assembler.finish()
         if padded is not None:
             warnings.warn(
@@ -124,7 +126,7 @@ class VideoInFlight:
             self.error = f"internal error: windows {order[0]}..{order[-1]} are not contiguous"
         if self.error is not None:
             return VideoResult(self.path, error=self.error, seconds=seconds, segments=self.segments,
-                               restarted=self.restarted)
+                               decoded_whole=self.decoded_whole)
         outputs = {
             feature_type: np.stack([self.features[i] for i in order]).astype(np.float32),
             "timestamps_ms": np.array([self.times[i] for i in order], dtype=np.float64),
@@ -132,7 +134,7 @@ class VideoInFlight:
         }
         logits = np.stack([self.logits[i] for i in order]) if self.logits else None
         return VideoResult(self.path, outputs=outputs, logits=logits, seconds=seconds, segments=self.segments,
-                           restarted=self.restarted)
+                           decoded_whole=self.decoded_whole)
 
     def close(self) -> None:
         if self.progress is not None:

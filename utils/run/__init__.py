@@ -1,0 +1,1 @@
+"""A run over a list of videos, as the command line does it: inputs, delivery, report."""

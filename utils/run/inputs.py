@@ -1,0 +1,98 @@
+"""What a run's inputs are: the videos that video_paths and file_with_video_paths name (folders
+stand for the videos under them), and this process's shard of them."""
+import os
+import re
+from typing import Optional
+
+from video_features.utils.errors import SettingsError
+from video_features.utils.options import Options
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # an input given as a URL (not supported: unsupported())
+
+# What a folder given as an input contributes: its files with these extensions (any case)
+VIDEO_EXTENSIONS = (".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".mxf",
+                    ".ogv", ".ts", ".vob", ".webm", ".wmv")
+
+
+def given_paths(options: Options) -> list[str]:
+    """What video_paths names, as a list."""
+    given = options.video_paths
+    if given is None:
+        return []
+    return [str(path) for path in given] if isinstance(given, (list, tuple)) else [str(given)]
+
+
+def video_paths(options: Options) -> list[str]:
+    """The input videos: video_paths then the lines of file_with_video_paths, each folder among them
+    replaced by the videos under it; a file given twice, however spelled (``a.mp4``, ``./a.mp4``, a
+    link to it), is kept once, as first spelled."""
+    paths = given_paths(options)
+    if options.file_with_video_paths is not None:
+        paths.extend(_listed_paths(str(options.file_with_video_paths)))
+    if not paths:
+        raise SettingsError("no videos given: set video_paths=... or file_with_video_paths=...")
+    unique: dict[str, str] = {}
+    for path in paths:
+        for video in videos_in(path) if os.path.isdir(path) else [path]:
+            unique.setdefault(os.path.realpath(video), video)
+    if not unique:
+        raise SettingsError(f"no videos in {', '.join(paths)} (videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
+    return list(unique.values())
+
+
+def videos_in(folder: str) -> list[str]:
+    """The video files under ``folder`` and its subfolders: a folder's own files, then its
+    subfolders', each sorted by name; hidden files and folders (an output's .runs, say) are left
+    out, and linked folders are not followed."""
+    videos = []
+    for parent, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        videos += [os.path.join(parent, name) for name in sorted(files)
+                   if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)]
+    return videos
+
+
+def _listed_paths(list_file: str) -> list[str]:
+    """The lines of a list file, blank lines and # comments left out. UTF-8, with or without the
+    byte-order mark some Windows editors write, and with LF or CRLF line ends."""
+    try:
+        with open(list_file, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise SettingsError(f"file_with_video_paths={list_file}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise SettingsError(f"file_with_video_paths={list_file}: not UTF-8 text (line {line} has the byte "
+                            f"0x{data[error.start]:02x}); save it as UTF-8") from None
+    lines = (line.strip() for line in text.split("\n"))
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def check_files(options: Options) -> None:
+    """That the files the options name are there; run before a sweep's jobs start, and before the
+    model loads. A video or folder that video_paths names and that is not there is a mistyped
+    option; a video of a list file that has gone fails alone, and the others are extracted. The list
+    is not read here: it may be a pipe (``file_with_video_paths=<(ls *.mp4)``) that reads once."""
+    list_file = options.file_with_video_paths
+    if list_file is not None and not os.path.exists(list_file):
+        raise SettingsError(f"file_with_video_paths={list_file}: No such file or directory")
+    for path in given_paths(options):
+        if not os.path.lexists(path) and not URL.match(path):
+            raise SettingsError(f"video_paths: {path}: no such file or folder")
+
+
+def unsupported(path: str) -> Optional[str]:
+    """Why an input cannot be read at all, or None."""
+    if URL.match(path):
+        return "URLs are not supported; download the video and give its path"
+    return None
+
+
+def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
+    """This shard's part of the list, in the input order: every num_shards-th video in the order of
+    their absolute paths, so that the shards are disjoint, cover the list and do not depend on the
+    order of the inputs."""
+    mine = set(sorted(paths, key=os.path.abspath)[shard_id::num_shards])
+    return [path for path in paths if path in mine]

@@ -1,0 +1,125 @@
+"""What the pipeline (utils/pipeline/) and its decoding processes (utils/video/worker.py) say to each
+other, through a connection per process (utils/video/pool.py).
+
+To a process: ``DecodeSettings`` once, then tasks (``OpenVideo``: index the video, cut it into
+segments and decode the first; ``DecodeSegment``: decode another segment of it) and ``Released``
+slots. From a process, per task: ``Opened`` (after an ``OpenVideo``), ``SlotFilled``..., then one of
+``SegmentDone``, ``Failed`` or ``DecodeWhole`` (its frames could not be numbered before decoding, or
+its segments disagree: decode the video again in one piece); warnings as ``Warned``. The pool adds
+``Died`` when a process ends without being asked to.
+
+``video`` is the video's number in one extraction call; ``attempt`` counts its decodes (0, then 1
+for the decode in one piece), so that messages of an attempt given up are recognised and dropped.
+"""
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+from video_features.utils.frames.slots import SlotLayout
+from video_features.utils.frames.windows import WindowPlan
+from video_features.utils.video.completeness import Completeness, DecodeStats
+from video_features.utils.video.segments import Segment
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What every task of a run shares."""
+
+    plan: WindowPlan
+    layout: SlotLayout
+    extraction_fps: Optional[float]
+    fps_method: str  # "filter" or "reencode"
+    tmp_path: str
+    keep_tmp_files: bool
+    max_segments: int  # a long video is cut into at most this many segments
+    min_segment_seconds: float
+
+
+@dataclass(frozen=True)
+class OpenVideo:
+    video: int
+    attempt: int
+    path: str
+    threads: int = 1  # FFmpeg's decoding threads
+
+
+@dataclass(frozen=True)
+class DecodeSegment:
+    video: int
+    attempt: int
+    path: str
+    segment: Segment
+    threads: int = 1
+
+
+Task = Union[OpenVideo, DecodeSegment]
+
+
+@dataclass(frozen=True)
+class Released:
+    slot: int
+
+
+@dataclass(frozen=True)
+class Opened:
+    video: int
+    attempt: int
+    fps: float
+    estimated_frames: Optional[int]
+    completeness: Completeness
+    segments: list[Segment]  # the first is decoded by the process that opened the video
+
+
+@dataclass(frozen=True)
+class SlotFilled:
+    video: int
+    attempt: int
+    segment: int
+    slot: int  # -1: no slot (none of the frames has pixels)
+    images: int  # frames with pixels in the slot, in the order of ``indices`` where ``has_image``
+    indices: np.ndarray  # int64: every frame of the stretch, in order
+    times: np.ndarray  # float64 seconds
+    has_image: np.ndarray  # bool
+
+
+@dataclass(frozen=True)
+class SegmentDone:
+    video: int
+    attempt: int
+    segment: int
+    stats: DecodeStats
+    digests: dict[int, bytes]  # frame -> digest of its pixels: the first a window uses, and the next segment's
+
+
+@dataclass(frozen=True)
+class Failed:
+    video: int
+    attempt: int
+    error: str  # one line
+
+
+@dataclass(frozen=True)
+class DecodeWhole:
+    video: int
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Warned:
+    video: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Died:
+    """A decoding process ended without being asked to (not sent by it: the pool notices)."""
+
+    worker: int
+    task: Optional[Task]  # the task it was running
+    exit_code: Optional[int]
+
+
+FromDecoder = Union[Opened, SlotFilled, SegmentDone, Failed, DecodeWhole, Warned, Died]
+ENDS_TASK = (SegmentDone, Failed, DecodeWhole)  # after one of these the process is idle
