@@ -37,7 +37,7 @@ def extract(path, workers, min_segment_seconds=None, **options):
                         decode_workers=workers)
     (result,) = pipeline.extract_many([path])
     assert result.error is None, result.error
-    return result.outputs, result.segments, result.restarted
+    return result.outputs, result.segments, result.decoded_whole
 
 
 def ffmpeg(*args):
@@ -158,12 +158,12 @@ def test_the_reproductions_give_one_decodes_features_with_1_2_and_3_processes(st
     reference, segments, _ = extract(path, 1, **SAMPLINGS[sampling])
     assert segments == 1 and len(reference["timestamps_ms"]) > 20
     for workers in (2, 3):
-        outputs, segments, restarted = extract(path, workers, **SAMPLINGS[sampling])
+        outputs, segments, decoded_whole = extract(path, workers, **SAMPLINGS[sampling])
         assert_same(outputs, reference)
         if stream == "x264 intra refresh":  # no key frame a decoder starts at cleanly: not cut at all
-            assert (segments, restarted) == (1, None)
+            assert (segments, decoded_whole) == (1, None)
         else:
-            assert (segments, restarted) == (workers, None)
+            assert (segments, decoded_whole) == (workers, None)
 
 
 @needs_ffmpeg
@@ -172,9 +172,9 @@ def test_the_reproductions_give_one_decodes_features_with_1_2_and_3_processes(st
 def test_awkward_streams_give_one_decodes_features_in_segments(streams, stream, sampling):
     path = streams(stream)
     reference, _, _ = extract(path, 1, **SAMPLINGS[sampling])
-    outputs, segments, restarted = extract(path, 3, min_segment_seconds=2, **SAMPLINGS[sampling])
+    outputs, segments, decoded_whole = extract(path, 3, min_segment_seconds=2, **SAMPLINGS[sampling])
     assert_same(outputs, reference)
-    assert (segments, restarted) == (3, None)  # cut, and no check failed
+    assert (segments, decoded_whole) == (3, None)  # cut, and no check failed
 
 
 def flag_as_key_frames(source, target, flagged):
@@ -224,9 +224,9 @@ def test_segments_that_disagree_with_one_decode_restart_it_whole(tmp_path, strea
     make, reason = PLANNER_DEFEATS[stream]
     path = make(tmp_path)
     reference, _, _ = extract(path, 1, **SAMPLINGS[sampling])
-    outputs, segments, restarted = extract(path, 3, **SAMPLINGS[sampling])
+    outputs, segments, decoded_whole = extract(path, 3, **SAMPLINGS[sampling])
     assert_same(outputs, reference)
-    assert segments == 1 and re.match(reason, restarted), restarted
+    assert segments == 1 and re.match(reason, decoded_whole), decoded_whole
 
 
 @needs_ffmpeg

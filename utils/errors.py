@@ -1,5 +1,5 @@
 """The errors the library raises for what its caller must change or know; the command line turns
-each into one line and an exit code (main.py). Every message is one line."""
+each into one line and an exit code (utils/cli/app.py). Every message is one line."""
 
 
 class SettingsError(ValueError):
