@@ -62,7 +62,7 @@ class FailingEvent:
 
 
 def test_a_device_error_at_a_synchronisation_point_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys):
-    
+
     to_host = DeviceFeed.to_host
 
     def failing_to_host(self, *tensors):

@@ -128,7 +128,8 @@ def _signature_with_options(init) -> inspect.Signature:
     editors list them; the declaration stays the one of ``Options``."""
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     for field in dataclasses.fields(Options):
-        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if field.name == "feature_type" else inspect.Parameter.KEYWORD_ONLY
+        positional = field.name == "feature_type"
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if positional else inspect.Parameter.KEYWORD_ONLY
         parameters.append(inspect.Parameter(field.name, kind, default=field.default, annotation=field.type))
         if field.name == "feature_type":
             parameters.append(inspect.Parameter("machine_share", inspect.Parameter.KEYWORD_ONLY, default=None,

@@ -54,9 +54,11 @@ class Options:
     model_name: Optional[str] = option(None, "the network (see Models below); null = the feature type's first model")
     stack_size: Optional[int] = option(None, "frames per window; null = the model's default")
     step_size: Optional[int] = option(None, "frames from one window's start to the next; null = the model's default")
-    extraction_fps: Optional[float] = option(None, "resample the video to this rate before cutting windows; null = its own rate")
+    extraction_fps: Optional[float] = option(
+        None, "resample the video to this rate before cutting windows; null = its own rate")
     fps_method: FpsMethod = option(
-        FpsMethod.filter, "filter: FFmpeg's fps filter inside this process | reencode: ffmpeg CLI re-encode into tmp_path"
+        FpsMethod.filter,
+        "filter: FFmpeg's fps filter inside this process | reencode: ffmpeg CLI re-encode into tmp_path"
     )
     crops: int = option(
         1, "spatial crops per window: 1 (the model's centre crop) | 3 (start, middle, end of the long side) | "
@@ -72,12 +74,14 @@ class Options:
         "auto", "decoding processes; a long video is cut into segments decoded at once | auto: 1 on a CPU, "
         "one per core but one (at most 16) on a GPU"
     )
-    compile: bool = option(False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
+    compile: bool = option(
+        False, "torch.compile the network (inductor, weights frozen): faster after a compile of 10-20 s")
     cudnn_benchmark: bool = option(
         False, "on CUDA, let cuDNN time its convolution algorithms for each batch shape (off until measured on a GPU)"
     )
     on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
-    output_path: str = option("./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
+    output_path: str = option(
+        "./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
     input_root: Optional[str] = option(
         None, "{name} is the video's path relative to this folder, without extension; null = the current folder "
         "(a video outside it: its absolute path without the leading /)"
@@ -172,10 +176,12 @@ def check_options(options: Options) -> None:
     _positive(options, "claim_stale_seconds", kind=float, also=())
     _positive(options, "progress_seconds", kind=float, also=())
     if not 0 <= options.shard_id < options.num_shards:
-        raise SettingsError(f"shard_id must be in 0 .. num_shards - 1 = {options.num_shards - 1}, got {options.shard_id}")
+        raise SettingsError(f"shard_id must be in 0 .. num_shards - 1 = {options.num_shards - 1}, "
+                            f"got {options.shard_id}")
     if options.crops not in CROP_COUNTS:
         raise SettingsError(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {options.crops!r}")
     if options.weights_path is not None and not options.pretrained:
         raise SettingsError("weights_path and pretrained=false contradict each other; give one of them")
-    if options.fps_method == FpsMethod.reencode and options.extraction_fps is not None and shutil.which("ffmpeg") is None:
+    reencodes = options.fps_method == FpsMethod.reencode and options.extraction_fps is not None
+    if reencodes and shutil.which("ffmpeg") is None:
         raise SettingsError("fps_method=reencode needs the ffmpeg program on PATH")

@@ -49,7 +49,8 @@ class Recipe:
         weights = "random"
         if self.weights_file:
             stat = os.stat(self.weights_file)
-            weights = {"file": os.path.abspath(self.weights_file), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+            weights = {"file": os.path.abspath(self.weights_file), "bytes": stat.st_size,
+                       "modified_ns": stat.st_mtime_ns}
         preprocessing = self.checkpoint.preprocessing
         settings = {
             "feature_type": self.feature_type,

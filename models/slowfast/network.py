@@ -70,9 +70,11 @@ class Bottleneck(nn.Module):
 
     def __init__(self, dim_in: int, dim_inner: int, dim_out: int, temporal_kernel: int, stride: int):
         super().__init__()
-        self.conv_a = nn.Conv3d(dim_in, dim_inner, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False)
+        self.conv_a = nn.Conv3d(dim_in, dim_inner, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0),
+                                bias=False)
         self.norm_a = nn.BatchNorm3d(dim_inner)
-        self.conv_b = nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+        self.conv_b = nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1),
+                                bias=False)
         self.norm_b = nn.BatchNorm3d(dim_inner)
         self.conv_c = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
         self.norm_c = nn.BatchNorm3d(dim_out)
@@ -99,7 +101,8 @@ class ResBlock(nn.Module):
 
 
 class ResStage(nn.Module):
-    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, depth: int, temporal_kernels: TemporalKernels, stride: int):
+    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, depth: int, temporal_kernels: TemporalKernels,
+                 stride: int):
         super().__init__()
         kernels = (temporal_kernels,) * depth if isinstance(temporal_kernels, int) else temporal_kernels
         assert len(kernels) == depth
@@ -191,7 +194,8 @@ class SlowFast(nn.Module):
             fused_in = dim_in + dim_in * FUSION_CHANNELS // BETA  # slow channels plus the fusion's
             stride = 1 if stage == 0 else 2
             slow = ResStage(fused_in, dim_out // 4, dim_out, depth, config.slow_conv_a[stage], stride)
-            fast = ResStage(dim_in // BETA, dim_out // 4 // BETA, dim_out // BETA, depth, config.fast_conv_a[stage], stride)
+            fast = ResStage(dim_in // BETA, dim_out // 4 // BETA, dim_out // BETA, depth, config.fast_conv_a[stage],
+                            stride)
             fusion = FastToSlowFusion(dim_out // BETA, config.fusion_kernel) if stage < 3 else None
             blocks.append(TwoPathwayBlock(slow, fast, fusion))
             dim_in, dim_out = dim_out, dim_out * 2

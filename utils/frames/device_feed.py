@@ -61,7 +61,8 @@ def pin(hosts: list[torch.Tensor], registration) -> list[int]:
         if code != 0:
             registration.clear_error()
             warnings.warn(f"could not pin the decoding processes' shared memory (CUDA error {code}): copies of "
-                          f"{len(hosts) - len(pinned)} of {len(hosts)} processes' frames to the GPU will be synchronous")
+                          f"{len(hosts) - len(pinned)} of {len(hosts)} processes' frames to the GPU will be "
+                          "synchronous")
             break
         pinned.append(host.data_ptr())
     return pinned

@@ -122,4 +122,5 @@ class WindowAssembler:
 
     def _cut(self, window: int, indices: list[int], last_time: float) -> Window:
         self.windows_cut += 1
-        return Window(window, [self._frames[i] for i in indices], self._start_times[window], last_time + self.frame_duration)
+        frames = [self._frames[i] for i in indices]
+        return Window(window, frames, self._start_times[window], last_time + self.frame_duration)

@@ -16,7 +16,8 @@ def cpu_has_bf16_units() -> bool:
 
 def check_precision(precision: str, device: torch.device) -> None:
     if device.type == "cpu" and precision == "fp16":
-        raise SettingsError("precision=fp16 needs a CUDA device (a CPU emulates it: 128x slower); on a CPU use bf16 or fp32")
+        raise SettingsError("precision=fp16 needs a CUDA device (a CPU emulates it: 128x slower); "
+                            "on a CPU use bf16 or fp32")
     if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16_units():
         raise SettingsError(
             "precision=bf16: this CPU has no AVX512-BF16 or AMX units, without which bf16 runs dozens of times "

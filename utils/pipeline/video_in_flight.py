@@ -56,7 +56,8 @@ class VideoInFlight:
         returns the windows they complete."""
         assembler = self.assemblers[message.segment]
         windows, row = [], 0
-        for index, time_, has_image in zip(message.indices.tolist(), message.times.tolist(), message.has_image.tolist()):
+        frames = zip(message.indices.tolist(), message.times.tolist(), message.has_image.tolist())
+        for index, time_, has_image in frames:
             frame = None
             if has_image:
                 frame, row = preprocessed[row], row + 1

@@ -36,7 +36,8 @@ def video_paths(options: Options) -> list[str]:
         for video in videos_in(path) if os.path.isdir(path) else [path]:
             unique.setdefault(os.path.realpath(video), video)
     if not unique:
-        raise SettingsError(f"no videos in {', '.join(paths)} (videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
+        raise SettingsError(f"no videos in {', '.join(paths)} "
+                            f"(videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
     return list(unique.values())
 
 

@@ -7,9 +7,8 @@ def describe_outputs(name: str, outputs: dict[str, np.ndarray]) -> str:
     lines = [name]
     for key, value in outputs.items():
         value = np.asarray(value)
-        lines.append(
-            f"  {key}: shape {tuple(value.shape)}  min {value.min():.4g}  mean {value.mean():.4g}  max {value.max():.4g}"
-        )
+        lines.append(f"  {key}: shape {tuple(value.shape)}  min {value.min():.4g}  mean {value.mean():.4g}  "
+                     f"max {value.max():.4g}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ import os
 from collections import Counter
 
 from video_features.utils.errors import OutputError
-from video_features.utils.options import OnExtraction, Options
+from video_features.utils.options import Options
 from video_features.utils.recipe import Recipe
 from video_features.utils.run.inputs import video_paths
 from video_features.utils.store.names import output_names
@@ -24,12 +24,14 @@ def status_report(options: Options, recipe: Recipe) -> tuple[str, bool]:
     starts = [record for record in records if record["event"] == "start"]
     listed = options.video_paths is not None or options.file_with_video_paths is not None
     if not listed and not starts:
-        return f"no run found under {options.output_path}: no run log in {os.path.join(options.output_path, RUNS_FOLDER)}", False
-    videos = video_paths(options) if listed else list(dict.fromkeys(r["path"] for r in records if r["event"] == "video"))
+        logs = os.path.join(options.output_path, RUNS_FOLDER)
+        return f"no run found under {options.output_path}: no run log in {logs}", False
+    logged = dict.fromkeys(record["path"] for record in records if record["event"] == "video")
+    videos = video_paths(options) if listed else list(logged)
     names = output_names(videos, options.input_root)
     output_dir = recipe.output_dir(options.output_path)
     # outputs saved as either format count where the command line does not say which (print)
-    formats = [options.on_extraction.value] if options.on_extraction != OnExtraction.print else ["save_numpy", "save_pickle"]
+    formats = [options.on_extraction.value] if options.saving else ["save_numpy", "save_pickle"]
     stores = [OutputStore(output_dir, each) for each in formats]
     settings = recipe.settings()
 

@@ -98,7 +98,9 @@ def split(index: FrameIndex, plan: WindowPlan, time_base: Fraction, shift: int, 
             until = max(next_first + 1, (end_window - 1) * plan.step + plan.stack)
         if extraction_fps:  # the source frames up to a second past the segment's last output frame
             last_pts = index.pts[0] + (frame_time(until) + 1.0 - origin) / time_base if until is not None else None
-            end = index.frames if until is None else min(index.frames, int(np.searchsorted(index.pts, last_pts)) + MAX_REORDER)
+            end = index.frames
+            if until is not None:
+                end = min(index.frames, int(np.searchsorted(index.pts, last_pts)) + MAX_REORDER)
         else:
             end = until
         segments.append(Segment(

@@ -67,7 +67,10 @@ class Worker:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                done = self.open_video(task) if isinstance(task, OpenVideo) else self.decode(task, task.path, task.segment)
+                if isinstance(task, OpenVideo):
+                    done = self.open_video(task)
+                else:
+                    done = self.decode(task, task.path, task.segment)
             except NumberingMismatch as mismatch:
                 done = DecodeWhole(task.video, task.attempt, f"frames not as the index numbers them: {mismatch}")
             except (VideoError, OSError) as error:
