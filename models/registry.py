@@ -15,12 +15,14 @@ import glob
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-import torch
 from omegaconf import OmegaConf
 
 from video_features.utils.frames.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_GROUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "feature_type")
 
@@ -58,7 +60,7 @@ class Family:
 
     feature_type: str
     checkpoints: tuple[Checkpoint, ...]
-    build_network: Callable[[Checkpoint], torch.nn.Module]  # random weights; forward -> (features, logits)
+    build_network: Callable[[Checkpoint], "torch.nn.Module"]  # random weights; forward -> (features, logits)
     # a state dict as read from a file -> the network's state dict and the checkpoint it implies
     # (a checkpoint in another layout may bring its own preprocessing)
     read_state: Callable[[dict, Checkpoint], tuple[dict, Checkpoint]] = read_official

@@ -69,20 +69,30 @@ class Recipe:
         return json.loads(json.dumps(settings))  # lists, not tuples
 
 
-def model_and_windows(options: Options) -> tuple[Family, Checkpoint, WindowPlan]:
-    """The feature type's family, the checkpoint record asked for, and the windows; SettingsError for
-    an unknown model or a window too short for its network."""
+def model_of(options: Options) -> tuple[Family, Checkpoint]:
+    """The feature type's family and the checkpoint record asked for; SettingsError for an unknown
+    one. No torch: the command line checks this before it is imported."""
     try:
         family = load_family(options.feature_type, options.model_package)
-        checkpoint = family.checkpoint(options.model_name)
+        return family, family.checkpoint(options.model_name)
     except KeyError as error:
         raise SettingsError(error.args[0]) from None
+
+
+def window_of(options: Options, checkpoint: Checkpoint) -> tuple[int, int]:
+    """(stack, step) of the windows; SettingsError for a window too short for the network."""
     stack = options.stack_size or checkpoint.stack_size
-    step = options.step_size or checkpoint.step_size
-    try:
-        offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
-    except ValueError as error:
-        raise SettingsError(f"stack_size={stack} is too short for {checkpoint.name}: {error}") from None
+    if checkpoint.num_frames is not None and stack < checkpoint.num_frames:
+        raise SettingsError(f"stack_size={stack} is too short for {checkpoint.name}: a window must hold at least "
+                            f"the {checkpoint.num_frames} frames the network sees")
+    return stack, options.step_size or checkpoint.step_size
+
+
+def model_and_windows(options: Options) -> tuple[Family, Checkpoint, WindowPlan]:
+    """The family, the checkpoint record and the windows, with the frames of each the network sees."""
+    family, checkpoint = model_of(options)
+    stack, step = window_of(options, checkpoint)
+    offsets = network_offsets(stack, checkpoint.num_frames, checkpoint.sampling)
     return family, checkpoint, WindowPlan(stack, step, offsets)
 
 

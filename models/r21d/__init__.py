@@ -4,7 +4,6 @@ Preprocessing is torchvision's ``VideoClassification(crop_size=112, resize_size=
 preset applied to float frames, as video_features does: resize to exactly 128x171 (aspect not
 kept), centre crop 112 at torchvision's ``int(round(margin / 2))``, Kinetics mean and std.
 """
-from video_features.models.r21d.network import build_network
 from video_features.models.registry import Checkpoint, Family, register
 from video_features.utils.frames.preprocessing import Preprocessing
 
@@ -35,5 +34,11 @@ CHECKPOINTS = (
     _ig65m("r2plus1d_34_32_ig65m_ft_kinetics", "r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth", 32),
     _ig65m("r2plus1d_34_8_ig65m_ft_kinetics", "r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth", 8),
 )
+
+def build_network(checkpoint: Checkpoint):
+    from video_features.models.r21d import network  # torch: only when a network is built
+
+    return network.build_network(checkpoint)
+
 
 register(Family("r21d", CHECKPOINTS, build_network, channels_last=True))

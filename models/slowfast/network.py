@@ -10,11 +10,12 @@ as ``multipathway_blocks.{0: slow, 1: fast}`` followed by a fast-to-slow fusion 
 ``blocks.5`` average-pools each pathway and concatenates them (2048 + 256 = 2304 channels) and
 ``blocks.6.proj`` is the Kinetics-400 classifier.
 """
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import nn
+
+from video_features.models.slowfast.architectures import CONFIGS, SlowFastConfig, TemporalKernels
 
 ALPHA = 4  # the slow pathway sees one frame in ALPHA of the fast pathway's
 BETA = 8  # the fast pathway has 1/BETA of the slow pathway's channels
@@ -22,30 +23,6 @@ FUSION_CHANNELS = 2  # a fusion conv doubles the fast channels it sends to the s
 STEM_CHANNELS = 64  # slow stem output; stage outputs are 256, 512, 1024, 2048
 HEAD_SPATIAL_POOL = 7  # the head's pooling kernel: res5 is 7x7 for a 224 crop
 NUM_CLASSES = 400
-
-TemporalKernels = Union[int, tuple[int, ...]]  # conv_a's temporal size: per stage, or per block
-
-
-@dataclass(frozen=True)
-class SlowFastConfig:
-    depths: tuple[int, int, int, int]  # residual blocks in res2-res5
-    fusion_kernel: int  # temporal size of the fast-to-slow fusion convs
-    slow_conv_a: tuple[TemporalKernels, ...]  # per stage
-    fast_conv_a: tuple[TemporalKernels, ...]
-    num_frames: int  # fast frames per clip; the head's temporal pooling spans exactly these
-
-
-# res4 of the 16x8 R101 "50_50" model: temporal conv_a in its first 6 blocks only
-_RES4_50_50 = (3,) * 6 + (1,) * 17
-
-CONFIGS = {
-    "slowfast_r50": SlowFastConfig((3, 4, 6, 3), 7, (1, 1, 3, 3), (3, 3, 3, 3), num_frames=32),
-    "slowfast_r101": SlowFastConfig((3, 4, 23, 3), 5, (1, 1, 3, 3), (3, 3, 3, 3), num_frames=32),
-    "slowfast_16x8_r101_50_50": SlowFastConfig(
-        (3, 4, 23, 3), 5, (1, 1, _RES4_50_50, 3), (3, 3, _RES4_50_50, 3), num_frames=64
-    ),
-}
-
 
 def slow_pathway_indices(num_frames: int, device=None) -> torch.Tensor:
     """The fast frames the slow pathway sees: linspace(0, T-1, T // ALPHA), floored."""

@@ -20,7 +20,7 @@ import math
 import os
 
 from video_features.models.registry import Checkpoint, Family, read_official, register
-from video_features.models.timesformer.network import TimeSformer, from_hf_layout, is_hf_layout
+from video_features.models.timesformer.hf_layout import from_hf_layout, is_hf_layout
 from video_features.utils.frames.preprocessing import Preprocessing
 
 SSV2_STACK = 128  # 4.3 s at 30 fps, about an SSv2 clip's length
@@ -67,7 +67,9 @@ CHECKPOINTS = (
 )
 
 
-def build_network(checkpoint: Checkpoint) -> TimeSformer:
+def build_network(checkpoint: Checkpoint):
+    from video_features.models.timesformer.network import TimeSformer  # torch: only when a network is built
+
     return TimeSformer(
         num_classes=checkpoint.num_classes, img_size=checkpoint.preprocessing.crop, num_frames=checkpoint.num_frames
     )

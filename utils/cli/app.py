@@ -19,10 +19,7 @@ from video_features.utils.console import drop_output, say
 from video_features.utils.errors import DeviceError, OutputNameClash, SettingsError, WeightsError
 from video_features.utils.machine import MachineShare, share_of_sweep_job
 from video_features.utils.options import Options
-from video_features.utils.recipe import recipe_of_run
 from video_features.utils.run.exit_codes import EXIT_BAD_OPTIONS, EXIT_DONE, EXIT_FAILED, EXIT_READER_GONE
-from video_features.utils.run.run import Run
-from video_features.utils.store.status import status_report
 
 
 class JobFailed(CompactHydraException):
@@ -43,6 +40,8 @@ def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
         options = to_options(cfg)
         if options.status:
             return print_status(options)
+        from video_features.utils.run.run import Run  # torch, PyAV: once the options are known to be good
+
         run = Run(options, share=share)
         summary = run()
     except (SettingsError, OutputNameClash, WeightsError) as error:
@@ -77,6 +76,9 @@ def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
 def print_status(options: Options) -> int:
     """status=true: which videos a run of this command line would skip, as done (utils/store/status.py);
     exit 0 when every one is."""
+    from video_features.utils.recipe import recipe_of_run
+    from video_features.utils.store.status import status_report
+
     report, finished = status_report(options, recipe_of_run(options))
     print(report)
     return EXIT_DONE if finished else EXIT_FAILED

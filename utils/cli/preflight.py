@@ -14,7 +14,7 @@ from video_features.utils.cli.hydra_config import load_config, to_options
 from video_features.utils.errors import SettingsError
 from video_features.utils.network.weights import check_weights_path, resolve_checkpoint
 from video_features.utils.options import Options, one_line
-from video_features.utils.recipe import model_and_windows
+from video_features.utils.recipe import model_of, window_of
 from video_features.utils.run.inputs import check_files
 
 QUOTING_HINT = (
@@ -38,6 +38,7 @@ def check_command_line(argv: list[str]) -> int:
         return 1
     sweep = bool({"-m", "--multirun"}.intersection(argv))
     for options in configs:
+        window_of(options, model_of(options)[1])
         check_files(options)
         check_weights_path(options.weights_path)
         if sweep and (options.pretrained or options.weights_path):
@@ -95,7 +96,7 @@ def _with_sweep_value(cfg: DictConfig, key: str, value) -> Options:
 def fetch_weights(options: Options) -> None:
     """The weights a sweep's jobs will load, found or downloaded here, once: offline, one line and
     exit 2 before any job starts, not one error per job (they then find the file in the cache)."""
-    _, checkpoint, _ = model_and_windows(options)
+    _, checkpoint = model_of(options)
     resolve_checkpoint(checkpoint.url, options.weights_path, options.pretrained, checkpoint.sha256_prefix)
 
 
@@ -104,7 +105,8 @@ def resolved_job_config(argv: list[str]) -> str:
     (the model's name, stack and step; tmp_path), where Hydra would print null."""
     cfg = load_config([word for word in argv if not word.startswith("-") and word != "job"])
     options = to_options(cfg)
-    _, checkpoint, plan = model_and_windows(options)
-    cfg.model_name, cfg.stack_size, cfg.step_size = checkpoint.name, plan.stack, plan.step
+    _, checkpoint = model_of(options)
+    cfg.model_name = checkpoint.name
+    cfg.stack_size, cfg.step_size = window_of(options, checkpoint)
     cfg.tmp_path = options.tmp_folder
     return OmegaConf.to_yaml(cfg)

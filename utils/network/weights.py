@@ -4,27 +4,35 @@ Weights come from, in this order: ``weights_path`` (a local file, or ``hf://owne
 Hugging Face hub), the torch hub cache, or a download of the official file into that cache
 (checked against its sha256 prefix where the model lists one). Nothing ever falls back to
 random weights: that happens only when the user sets ``pretrained=false``.
+
+torch is imported by the functions that read or fetch a file, not with this module: the command
+line checks ``weights_path`` before the seconds that importing torch takes.
 """
 import os
 import re
 import urllib.error
 import urllib.parse
 import warnings
-from typing import Optional
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from video_features.utils.errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
 
 HF_PREFIX = "hf://"
 
 
 def hub_cache_path(url: str) -> str:
+    import torch
+
     # the URL's path only: a query such as Dropbox's ?dl=1 is not part of the file name
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urllib.parse.urlparse(url).path))
 
 
 def _download(url: str, destination: str, sha256_prefix: Optional[str]) -> None:
+    import torch
+
     os.makedirs(os.path.dirname(destination), exist_ok=True)
     try:
         torch.hub.download_url_to_file(url, destination, hash_prefix=sha256_prefix)
@@ -86,6 +94,8 @@ def load_state_file(path: str) -> dict:
             from safetensors.torch import load_file
 
             return load_file(path)
+        import torch
+
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise _unreadable(path, error) from error
@@ -103,7 +113,7 @@ def _unreadable(path: str, error: Exception) -> WeightsError:
     return WeightsError(f"cannot read checkpoint {path}: not a checkpoint, or a damaged one ({detail})")
 
 
-def load_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+def load_strict(module: "torch.nn.Module", state_dict: dict, source: str) -> None:
     """load_state_dict(strict=True), with a short error that names the file and the first mismatches."""
     ours = module.state_dict()
     missing = [k for k in ours if k not in state_dict]
