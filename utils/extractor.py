@@ -28,6 +28,7 @@ from video_features.utils.network.weights import build_with_weights
 from video_features.utils.options import OPTIONS, Options, make_options
 from video_features.utils.pipeline.pipeline import Pipeline
 from video_features.utils.pipeline.video_in_flight import VideoResult
+from video_features.utils.progress import Progress
 from video_features.utils.recipe import model_and_windows, recipe
 from video_features.utils.video.pool import resolve_decode_workers
 from video_features.utils.video.protocol import DecodeSettings
@@ -86,9 +87,9 @@ class Extractor:
         return self.recipe.output_keys
 
     @property
-    def windows_through(self) -> int:
-        """Windows the network has given features for so far."""
-        return self.pipeline.windows_through
+    def progress(self) -> Progress:
+        """How far the extraction under way (or the last one) has come: videos, windows, videos being read."""
+        return self.pipeline.progress
 
     def machine(self) -> dict:
         """This job's share of its machine and its decoding processes, as a run log records it."""

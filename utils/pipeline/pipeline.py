@@ -10,6 +10,7 @@ from video_features.utils.pipeline.batches import Batches
 from video_features.utils.pipeline.schedule import Schedule
 from video_features.utils.pipeline.slot_returns import SlotReturns
 from video_features.utils.pipeline.video_in_flight import VideoResult
+from video_features.utils.progress import Progress
 from video_features.utils.video.pool import DecoderPool
 from video_features.utils.video.protocol import DecodeSettings
 
@@ -30,7 +31,7 @@ class Pipeline:
         self.crop_reduce = crop_reduce
         self.keep_logits = keep_logits
         self.keep_partial = keep_partial
-        self.windows_through = 0  # windows the network has given features for, over the pipeline's life
+        self.progress = Progress()  # of the extraction call under way, or the last one
         self._decoding: Optional[tuple[DecoderPool, DeviceFeed]] = None
 
     def extract_many(self, work: Iterable[Union[str, VideoResult]], progress: bool = False) -> Iterator[VideoResult]:
@@ -40,6 +41,7 @@ class Pipeline:
         only as decoding processes become free, so that what the caller does for a video (claiming it)
         happens just before it is read. ``progress`` shows a bar over the windows of long videos."""
         pool, feed = self._started()
+        self.progress = Progress()
         batches = Batches(self.inference, feed, self.batch_size, self.crop_reduce, self.keep_logits)
         try:
             yield from Schedule(self, pool, batches, SlotReturns(pool, feed), work, progress).run()

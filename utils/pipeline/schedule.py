@@ -20,6 +20,7 @@ from video_features.utils.frames.windows import WindowAssembler
 from video_features.utils.pipeline.batches import Batches
 from video_features.utils.pipeline.slot_returns import SlotReturns
 from video_features.utils.pipeline.video_in_flight import VideoInFlight, VideoResult
+from video_features.utils.progress import Progress
 from video_features.utils.video.pool import DecoderPool, decoding_threads
 from video_features.utils.video.protocol import (
     DecodeSegment,
@@ -55,6 +56,8 @@ class Schedule:
         self.decoded_whole: dict[int, str] = {}  # video -> why it is decoded again in one piece
         self.videos: dict[int, VideoInFlight] = {}
         self.results: list[VideoResult] = []
+        self.windows_done = 0  # through the network in this call
+        self.windows_of_videos_done = 0
 
     def run(self) -> Iterator[VideoResult]:
         while True:
@@ -65,6 +68,7 @@ class Schedule:
                 self._count(self.batches.finish(wait=True))
                 self.slots.copied(wait=True)  # every slot free for the next call
                 yield from self._take_results()
+                self._publish_progress()
                 return
             self.slots.copied(wait=True)  # no process waits for a slot while we wait for messages
             for worker, message in self.pool.receive(timeout=0.01 if self.batches.running else None):
@@ -72,9 +76,17 @@ class Schedule:
             self.batches.run_full()
             self.slots.copied()
             self._count(self.batches.finish(wait=False))
+            self._publish_progress()
 
     def _count(self, windows: int) -> None:
-        self.pipeline.windows_through += windows
+        self.windows_done += windows
+
+    def _publish_progress(self) -> None:
+        """A new snapshot of the progress, for a thread that reports it (utils/progress.py)."""
+        reading = tuple((video.path, video.windows_done, max(video.windows_done, video.expected_windows or 0))
+                        for video in self.videos.values())
+        expected = self.windows_of_videos_done + sum(windows for _, _, windows in reading)
+        self.pipeline.progress = Progress(self.pulled, expected, self.windows_done, reading)
 
     def _hand_out(self) -> None:
         """Gives every idle process a task: a segment or a video to decode whole first, else the next
@@ -155,7 +167,7 @@ class Schedule:
         boundaries = frozenset(s.next_first for s in message.segments if s.next_first is not None)
         self.videos[message.video] = VideoInFlight(
             path, message.attempt, message.fps, message.completeness, assemblers, bar, segments=len(message.segments),
-            boundaries=boundaries, decoded_whole=self.decoded_whole.get(message.video))
+            boundaries=boundaries, decoded_whole=self.decoded_whole.get(message.video), expected_windows=expected)
         for segment in message.segments[1:]:
             self.ready.append(DecodeSegment(message.video, message.attempt, path, segment))
 
@@ -217,6 +229,7 @@ class Schedule:
             if video.done and not self.batches.holds(video):
                 del self.videos[number], self.attempts[number]
                 self.decoded_whole.pop(number, None)
+                self.windows_of_videos_done += video.windows_done
                 self.results.append(video.result(self.pipeline.feature_type))
         results, self.results = self.results, []
         yield from results

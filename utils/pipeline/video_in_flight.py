@@ -49,7 +49,12 @@ class VideoInFlight:
     frame_count: int = 0
     error: Optional[str] = None
     decoded_whole: Optional[str] = None  # why an earlier attempt was given up for a decode in one piece
+    expected_windows: Optional[int] = None  # from the duration the file declares
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def windows_done(self) -> int:
+        return len(self.features)
 
     def add(self, message: SlotFilled, preprocessed: Optional[torch.Tensor]) -> list[Window]:
         """Takes a slot's preprocessed images (in the order of the message's frames that have pixels);

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from video_features.utils.console import say
 from video_features.utils.pipeline.video_in_flight import VideoResult
-from video_features.utils.progress import ProgressLines
+from video_features.utils.progress import Progress, ProgressReport
 from video_features.utils.run.exit_codes import EXIT_DONE, EXIT_FAILED
 from video_features.utils.store.runlog import RunLog
 
@@ -48,38 +48,24 @@ class RunSummary:
         return {"extracted": self.extracted, "skipped": self.skipped, "failed": self.failed, "claimed": self.claimed}
 
 
-def advance(bar: tqdm, skipped: bool, skipped_so_far: int) -> None:
-    """One more video on the terminal's bar. One skipped (done, or claimed elsewhere) took no time:
-    it leaves the bar's total and shows in a count beside it, so that the rate and the time left
-    are those of the videos read."""
-    if skipped:
-        bar.total -= 1
-        bar.set_postfix(skipped=skipped_so_far)
-    else:
-        bar.update(1)
-
-
 class Report:
     def __init__(self, log: Optional[RunLog]):
         self.log = log
         self.summary = RunSummary()
-        self._bar: Optional[tqdm] = None
 
     @contextlib.contextmanager
     def showing_progress(self, videos: int, label: str, quiet: bool, seconds: float,
-                         windows: Callable[[], int]) -> Iterator[bool]:
-        """A bar over the videos on a terminal, progress lines every ``seconds`` elsewhere (nothing
-        with ``quiet``); yields whether the terminal shows bars."""
+                         progress: Callable[[], Progress]) -> Iterator[bool]:
+        """A bar on a terminal, progress lines every ``seconds`` elsewhere (nothing with ``quiet``), in
+        windows (utils/progress.py); yields whether the terminal shows bars."""
+        if quiet:
+            yield False
+            return
         terminal = sys.stderr.isatty()
-        lines = contextlib.nullcontext()
-        if not terminal and not quiet:
-            lines = ProgressLines(videos, seconds, self.summary.counts, windows)
-        with lines, tqdm(total=videos, unit="video", desc=label, disable=not terminal or quiet) as bar:
-            self._bar = bar
-            try:
-                yield terminal and not quiet
-            finally:
-                self._bar = None
+        with contextlib.ExitStack() as stack:
+            bar = stack.enter_context(tqdm(unit="window", desc=label)) if terminal else None
+            stack.enter_context(ProgressReport(videos, self.summary.counts, progress, seconds, bar))
+            yield terminal
 
     def video(self, result: VideoResult, outcome: Outcome, replaced: bool = False) -> None:
         summary = self.summary
@@ -97,8 +83,6 @@ class Report:
             self.log.video(result.path, outcome.value, windows, result.seconds, result.error, result.decoded_whole)
         if outcome == Outcome.FAILED:
             say(f"error: {result.path}: {result.error}")
-        if self._bar is not None:
-            advance(self._bar, result.skipped is not None, summary.skipped + summary.claimed)
 
     def end(self, exit_code: int) -> None:
         if self.log is not None:

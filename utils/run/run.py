@@ -72,7 +72,7 @@ class Run:
         naming the file and the cause; the other videos go on."""
         options = self.options
         with self.report.showing_progress(len(self.paths), self.extractor.feature_type, options.quiet,
-                                          options.progress_seconds, lambda: self.extractor.windows_through) as bars:
+                                          options.progress_seconds, lambda: self.extractor.progress) as bars:
             # closed on the way out, also when interrupted while saving: the decoding processes stop
             # before close() gives up the claims, so no video is claimed after that
             with contextlib.closing(self.extractor.extract_many(self._work(), progress=bars)) as results:
