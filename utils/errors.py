@@ -16,7 +16,8 @@ class OutputNameClash(ValueError):
 
 
 class OutputError(Exception):
-    """A video's saved outputs cannot be checked. The message names the file and the cause."""
+    """A video's saved outputs cannot be checked. The message names the file and the cause, as in
+    ``out/a_r21d.npy: Permission denied``."""
 
 
 class DeviceError(Exception):

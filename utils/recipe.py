@@ -104,7 +104,7 @@ def recipe(options: Options, family: Family, checkpoint: Checkpoint, weights_fil
 
 
 def recipe_of_run(options: Options) -> Recipe:
-    """The recipe a run of ``cfg`` records, found without a device or a network and without
+    """The recipe a run of ``options`` records, found without a device or a network and without
     downloading: WeightsError when the official weights are not in the cache (no output can have
     been made with them here)."""
     family, checkpoint, plan = model_and_windows(options)

@@ -76,10 +76,9 @@ def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
 def print_status(options: Options) -> int:
     """status=true: which videos a run of this command line would skip, as done (utils/store/status.py);
     exit 0 when every one is."""
-    from video_features.utils.recipe import recipe_of_run
     from video_features.utils.store.status import status_report
 
-    report, finished = status_report(options, recipe_of_run(options))
+    report, finished = status_report(options)
     print(report)
     return EXIT_DONE if finished else EXIT_FAILED
 

@@ -31,10 +31,10 @@ def check_writable(folder: str) -> None:
         raise SettingsError(f"output_path={folder}: cannot write there ({error.strerror or error})") from None
 
 
-def start_run_log(options: Options, device: str, machine: dict) -> RunLog:
+def start_run_log(options: Options, device: str, machine: dict, settings: dict) -> RunLog:
     try:
         return RunLog(options.output_path, options.as_record(), device, f"{options.shard_id}/{options.num_shards}",
-                      machine)
+                      machine, settings)
     except OSError as error:  # the disk filled up since check_writable, or .runs cannot be made
         where = f": {error.filename}" if error.filename else ""
         raise SettingsError(f"output_path={options.output_path}: cannot write the run log "
@@ -59,7 +59,9 @@ class Run:
         self.delivery = Delivery(options, {path: names[path] for path in self.paths if path in names},
                                  extractor.recipe.output_dir(options.output_path), extractor.settings(),
                                  extractor.output_keys, extractor.class_names)
-        log = start_run_log(options, str(extractor.device), extractor.machine()) if options.saving else None
+        log = None
+        if options.saving:
+            log = start_run_log(options, str(extractor.device), extractor.machine(), extractor.settings())
         self.report = Report(log)
 
     @property
@@ -98,7 +100,7 @@ class Run:
                 yield VideoResult(path, error=f"cannot claim it: {error.strerror}: {error.filename}")
                 continue
             except OutputError as error:
-                yield VideoResult(path, error=str(error))
+                yield VideoResult(path, error=f"cannot check its saved outputs: {error}")
                 continue
             yield VideoResult(path, skipped=skip) if skip else path
 

@@ -61,14 +61,14 @@ class OutputStore:
             except (FileNotFoundError, *NOT_AN_ARRAY):
                 return OutputState.MISSING
             except Exception as error:
-                raise OutputError(f"cannot check its saved outputs: {_cause(error, self.path(name, key))}") from error
+                raise OutputError(_cause(error, self.path(name, key))) from error
         try:
             with open(self.settings_path(name), encoding="utf-8") as file:
                 recorded = json.load(file)
         except (FileNotFoundError, ValueError):  # no record, or one cut short
             return OutputState.STALE
         except OSError as error:
-            raise OutputError(f"cannot check its saved outputs: {_cause(error, self.settings_path(name))}") from error
+            raise OutputError(_cause(error, self.settings_path(name))) from error
         return OutputState.DONE if recorded == settings else OutputState.STALE
 
     def load(self, name: str, key: str) -> np.ndarray:

@@ -2,7 +2,8 @@
 ``{output_path}/.runs/`` (one file per process, so that many processes on many machines never
 write to one file).
 
-Records: ``{"event": "start", ...}`` with the resolved config, versions, host, pid, device, shard
+Records: ``{"event": "start", ...}`` with the resolved config, the settings that decide the
+features (utils/recipe.py: status=true counts the logs of its own settings), versions, host, pid, device, shard
 and this job's share of the machine (its index among the jobs there, the cores it decodes with and
 its decoding processes); ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
 "seconds", "error", "decoded_whole"}`` (``decoded_whole``: why a video cut into segments, or read
@@ -36,7 +37,8 @@ def _tool_version() -> Optional[str]:
 
 
 class RunLog:
-    def __init__(self, output_path: str, config: dict, device: str, shard: str, machine: dict):
+    def __init__(self, output_path: str, config: dict, device: str, shard: str, machine: dict,
+                 settings: Optional[dict] = None):
         """Starts this process's log with its start record; an OSError (e.g. a full disk) leaves no file."""
         folder = os.path.join(output_path, RUNS_FOLDER)
         os.makedirs(folder, exist_ok=True)
@@ -46,7 +48,7 @@ class RunLog:
         try:
             self._write(
                 event="start", host=socket.gethostname(), pid=os.getpid(), device=device, shard=shard, machine=machine,
-                config=config,
+                config=config, settings=settings,
                 versions={"tool": _tool_version(), "torch": torch.__version__, "pyav": av.__version__,
                           "ffmpeg": av.library_versions.get("libavcodec")},
             )

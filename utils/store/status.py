@@ -1,69 +1,102 @@
 """status=true: for the feature type, model and settings of its command line, which videos are done,
 by the rule a run skips them by: every output loads and the settings record beside them equals the
-run's (utils/store/outputs.py). The run logs add which failed and how many processes ran.
+run's (utils/store/outputs.py). The run logs of those settings add which failed and how many
+processes ran.
 
 The videos: those the command line lists, or else every video a run log under output_path names.
 """
 import os
 from collections import Counter
+from typing import Optional
 
-from video_features.utils.errors import OutputError
+from video_features.models.registry import Family
+from video_features.utils.errors import OutputError, WeightsError
 from video_features.utils.options import Options
-from video_features.utils.recipe import Recipe
+from video_features.utils.recipe import model_of, recipe_of_run
 from video_features.utils.run.inputs import video_paths
 from video_features.utils.store.names import output_names
 from video_features.utils.store.outputs import OutputState, OutputStore
 from video_features.utils.store.runlog import RUNS_FOLDER, read_records
 
 OTHER_SETTINGS = "done with other settings"
+OUTCOMES = ("done", OTHER_SETTINGS, "failed", "not done")
 
 
-def status_report(options: Options, recipe: Recipe) -> tuple[str, bool]:
+def status_report(options: Options) -> tuple[str, bool]:
     """The report's lines, and whether every video is done."""
+    family, checkpoint = model_of(options)
+    note, settings = None, None
+    try:
+        settings = recipe_of_run(options).settings()
+    except WeightsError as error:  # none can be done with weights that are not here: count the others
+        note = f"note: {error}"
     records = read_records(options.output_path)
-    starts = [record for record in records if record["event"] == "start"]
+    logs = _logs_of(records, family, checkpoint.name, settings)
     listed = options.video_paths is not None or options.file_with_video_paths is not None
-    if not listed and not starts:
-        logs = os.path.join(options.output_path, RUNS_FOLDER)
-        return f"no run found under {options.output_path}: no run log in {logs}", False
+    if not listed and not any(record["event"] == "start" for record in records):
+        return f"no run found under {options.output_path}: no run log in {_runs(options)}", False
     logged = dict.fromkeys(record["path"] for record in records if record["event"] == "video")
     videos = video_paths(options) if listed else list(logged)
+    outcomes, lines = _outcomes(options, family.feature_type, checkpoint.name, videos, settings, records, logs)
+    finished = outcomes["done"] == len(videos)
+    ended = {record["log"] for record in records if record["event"] == "end"}
+    runs = (f"{len(logs)} processes, {len(logs - ended)} without an end record: running or killed" if logs
+            else "no run of these settings logged")
+    counts = ", ".join(f"{outcomes[outcome]} {outcome}" for outcome in OUTCOMES
+                       if outcomes[outcome] or outcome != OTHER_SETTINGS)
+    head = f"all {len(videos)} videos done" if finished else f"{counts} of {len(videos)} videos"
+    head = f"{head} ({family.feature_type}/{checkpoint.name}; {runs})"
+    return "\n".join([head, *([note] if note else []), *lines]), finished
+
+
+def _runs(options: Options) -> str:
+    return os.path.join(options.output_path, RUNS_FOLDER)
+
+
+def _logs_of(records: list[dict], family: Family, model_name: str, settings: Optional[dict]) -> set[str]:
+    """The run logs of processes that ran with these settings (logs of earlier versions, which kept
+    no settings, by their feature type and model)."""
+    logs = set()
+    for record in records:
+        if record["event"] != "start":
+            continue
+        config = record["config"]
+        if "settings" in record:
+            ours = record["settings"] == settings
+        else:
+            ours = (config["feature_type"], config["model_name"] or family.default.name) == (family.feature_type,
+                                                                                            model_name)
+        if ours:
+            logs.add(record["log"])
+    return logs
+
+
+def _outcomes(options: Options, feature_type: str, model_name: str, videos: list[str], settings: Optional[dict],
+              records: list[dict], logs: set[str]) -> tuple[Counter, list[str]]:
     names = output_names(videos, options.input_root)
-    output_dir = recipe.output_dir(options.output_path)
+    output_dir = os.path.join(options.output_path, feature_type, model_name)
     # outputs saved as either format count where the command line does not say which (print)
     formats = [options.on_extraction.value] if options.saving else ["save_numpy", "save_pickle"]
     stores = [OutputStore(output_dir, each) for each in formats]
-    settings = recipe.settings()
-
-    default_model = recipe.family.checkpoint(None).name
-    logs = {record["log"] for record in starts if record["config"]["feature_type"] == recipe.feature_type
-            and (record["config"]["model_name"] or default_model) == recipe.model_name}
-    latest = {record["path"]: record for record in records if record["event"] == "video" and record["log"] in logs}
-
+    keys = [feature_type, "timestamps_ms", "fps"]
+    # a video's last word in those logs: extracted or failed (a later claim or skip by another
+    # process says nothing of how it ended)
+    last = {record["path"]: record for record in records if record["event"] == "video" and record["log"] in logs
+            and record["status"] in ("extracted", "failed")}
     outcomes, lines = Counter(), []
     for video in videos:
         try:
-            found = {store.state(names[video], recipe.output_keys, settings) for store in stores}
+            found = {store.state(names[video], keys, settings) for store in stores}
         except OutputError as error:
             found = set()
             lines.append(f"cannot check: {video}: {error}")
-        logged = latest.get(os.path.abspath(video), {})
         if OutputState.DONE in found:
             outcomes["done"] += 1
         elif OutputState.STALE in found:
             outcomes[OTHER_SETTINGS] += 1
-        elif logged.get("status") == "failed":
+        elif last.get(os.path.abspath(video), {}).get("status") == "failed":
             outcomes["failed"] += 1
-            lines.append(f"failed: {os.path.abspath(video)}: {logged['error']}")
+            lines.append(f"failed: {os.path.abspath(video)}: {last[os.path.abspath(video)]['error']}")
         else:
             outcomes["not done"] += 1
-
-    finished = outcomes["done"] == len(videos)
-    ended = {record["log"] for record in records if record["event"] == "end"}
-    processes = {record["log"] for record in starts}
-    runs = (f"{len(processes)} processes, {len(processes - ended)} without an end record: running or killed"
-            if processes else f"no run log in {os.path.join(options.output_path, RUNS_FOLDER)}")
-    counts = ", ".join(f"{outcomes[outcome]} {outcome}" for outcome in ("done", OTHER_SETTINGS, "failed", "not done")
-                       if outcomes[outcome] or outcome != OTHER_SETTINGS)
-    head = f"all {len(videos)} videos done" if finished else f"{counts} of {len(videos)} videos"
-    return "\n".join([f"{head} ({recipe.feature_type}/{recipe.model_name}; {runs})", *lines]), finished
+    return outcomes, lines
