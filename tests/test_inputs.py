@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import SAMPLE_B, cli, make_options
+from tests.conftest import SAMPLE_A, SAMPLE_B, cli, make_options, run_cli
 from video_features.utils.run.inputs import video_paths
 
 
@@ -68,7 +68,10 @@ def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_outp
                  f"weights_path={r21d_checkpoint}", "device=cpu", "on_extraction=save_numpy", "output_path=out",
                  "stack_size=64", "step_size=64"])
     assert code == 1
-    assert capsys.readouterr().err.splitlines() == [
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("warning:")] == [
+        "warning: 1 of the 4 videos to read is not there: gone/v.mp4 (each fails in its turn; the others are extracted)"]
+    assert [line for line in err if not line.startswith("warning:")] == [
         "error: https://example.com/v.mp4: URLs are not supported; download the video and give its path",
         "error: gone/v.mp4: file not found",
         "error: empty.mp4: the file is empty (0 bytes)",
@@ -119,3 +122,23 @@ def test_videos_are_read_in_the_order_given_a_folders_own_files_before_its_subfo
     assert code == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
     assert printed == ["b.mp4", "folder/z.mp4", "folder/sub/a.mp4", "a.mp4"]
+
+
+def test_a_list_that_names_no_video_says_so(tmp_path):
+    (tmp_path / "list.txt").write_text("# nothing yet\n\n")
+    done = run_cli(f"file_with_video_paths={tmp_path / 'list.txt'}", "pretrained=false", "device=cpu")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: file_with_video_paths={tmp_path / 'list.txt'}: the file lists no videos "
+                                   "(one path per line; blank lines and # comments are left out)")
+
+
+def test_missing_videos_of_a_long_list_are_named_at_the_start_not_at_their_turn(tmp_path):
+    missing = [f"gone/{number}.mp4" for number in range(5)]
+    (tmp_path / "list.txt").write_text("\n".join([SAMPLE_A, SAMPLE_B, *missing]) + "\n")
+    done = run_cli("file_with_video_paths=list.txt", "pretrained=false", "device=cpu", cwd=tmp_path)
+    assert done.returncode == 1
+    err = done.stderr.splitlines()
+    warning = ("warning: 5 of the 7 videos to read are not there: gone/0.mp4, gone/1.mp4, gone/2.mp4 and 2 more "
+               "(each fails in its turn; the others are extracted)")
+    assert warning in err and err.index(warning) < err.index("error: gone/0.mp4: file not found")
+    assert done.stdout.count("r21d: shape") == 2  # the others were extracted

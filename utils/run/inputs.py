@@ -28,7 +28,11 @@ def video_paths(options: Options) -> list[str]:
     link to it), is kept once, as first spelled."""
     paths = given_paths(options)
     if options.file_with_video_paths is not None:
-        paths.extend(_listed_paths(str(options.file_with_video_paths)))
+        listed = _listed_paths(str(options.file_with_video_paths))
+        if not listed and not paths:
+            raise SettingsError(f"file_with_video_paths={options.file_with_video_paths}: the file lists no videos "
+                                "(one path per line; blank lines and # comments are left out)")
+        paths.extend(listed)
     if not paths:
         raise SettingsError("no videos given: set video_paths=... or file_with_video_paths=...")
     unique: dict[str, str] = {}
@@ -82,6 +86,19 @@ def check_files(options: Options) -> None:
     for path in given_paths(options):
         if not os.path.lexists(path) and not URL.match(path):
             raise SettingsError(f"video_paths: {path}: no such file or folder")
+
+
+def missing_videos(paths: list[str], shown: int = 3) -> Optional[str]:
+    """A line saying which of ``paths`` (local files) are not there, or None. A list of a million is
+    checked in a thread while the model loads: each missing video still fails in its turn, but the
+    user learns of them at the start, not hours into the run."""
+    missing = [path for path in paths if not URL.match(path) and not os.path.lexists(path)]
+    if not missing:
+        return None
+    first = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
+    verb = "is" if len(missing) == 1 else "are"
+    return (f"{len(missing)} of the {len(paths)} videos to read {verb} not there: {first} "
+            "(each fails in its turn; the others are extracted)")
 
 
 def unsupported(path: str) -> Optional[str]:

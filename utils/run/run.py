@@ -4,6 +4,8 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+import threading
+import warnings
 from typing import Iterator, Optional, Union
 
 from video_features.utils.errors import OutputError, SettingsError, VideoError
@@ -12,7 +14,7 @@ from video_features.utils.machine import MachineShare
 from video_features.utils.options import Options
 from video_features.utils.pipeline.video_in_flight import VideoResult
 from video_features.utils.run.delivery import Delivery, Skip
-from video_features.utils.run.inputs import shard, unsupported, video_paths
+from video_features.utils.run.inputs import missing_videos, shard, unsupported, video_paths
 from video_features.utils.run.report import Outcome, Report, RunSummary
 from video_features.utils.store.names import output_names
 from video_features.utils.store.runlog import RunLog
@@ -49,6 +51,8 @@ class Run:
         self.options = options
         listed = video_paths(options)
         self.paths = shard(listed, options.shard_id, options.num_shards)
+        self._missing_check = threading.Thread(target=self._say_missing, name="missing videos", daemon=True)
+        self._missing_check.start()
         names = {}
         if options.saving:
             # of the whole list, so that every shard refuses a clash alike
@@ -63,6 +67,11 @@ class Run:
         if options.saving:
             log = start_run_log(options, str(extractor.device), extractor.machine(), extractor.settings())
         self.report = Report(log)
+
+    def _say_missing(self) -> None:
+        line = missing_videos(self.paths)
+        if line:
+            warnings.warn(line)
 
     @property
     def summary(self) -> RunSummary:
@@ -80,6 +89,7 @@ class Run:
             with contextlib.closing(self.extractor.extract_many(self._work(), progress=bars)) as results:
                 for result in results:
                     self._account(result)
+        self._missing_check.join()  # its line before the summary's
         return self.summary
 
     def _work(self) -> Iterator[Union[str, VideoResult]]:
