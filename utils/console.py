@@ -4,8 +4,11 @@ there on, and the run goes on or stops cleanly as its own rules say. Saved outpu
 not these lines, are what a run leaves."""
 import os
 import sys
+import warnings
 
 from tqdm import tqdm
+
+from video_features.utils.errors import VideoFeaturesWarning
 
 
 def drop_output(stream) -> None:
@@ -27,3 +30,21 @@ def say(line: str) -> None:
         sys.stderr.flush()
     except OSError:  # BrokenPipeError, or EIO from a terminal that was closed
         drop_output(sys.stderr)
+
+
+def library_warnings_as_lines() -> None:
+    """From now on the library's warnings show as the command line shows them, ``warning: ...`` on
+    a line of their own, without the file and source line of the call that warned; others as
+    before. Kept where set already (the command line shows every warning so)."""
+    previous = warnings.showwarning
+    if getattr(previous, "one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, VideoFeaturesWarning):
+            say(f"warning: {message}")
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show.one_line = True
+    warnings.showwarning = show

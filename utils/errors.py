@@ -32,5 +32,10 @@ class VideoError(Exception):
     """A video cannot be read. The message is one line that names the cause."""
 
 
-class PartialVideo(UserWarning):
+class VideoFeaturesWarning(UserWarning):
+    """What the library warns of, in one line; shown as ``warning: ...``, as the command line shows
+    it (utils/console.py), not with the file and source line of the call that warned."""
+
+
+class PartialVideo(VideoFeaturesWarning):
     """With ``keep_partial``: the video was read only in part (truncated, or corrupt data)."""

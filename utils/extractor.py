@@ -16,6 +16,7 @@ from typing import Iterable, Iterator, Optional, Union
 import numpy as np
 import torch
 
+from video_features.utils.console import library_warnings_as_lines
 from video_features.utils.errors import ExtractionError
 from video_features.utils.frames.slots import SlotLayout
 from video_features.utils.frames.transforms import preprocess
@@ -48,6 +49,7 @@ class Extractor:
 
         The decoding processes start with the first extraction and serve the next ones: close the
         extractor (or use it in a ``with`` block) to stop them; they stop at exit anyway."""
+        library_warnings_as_lines()
         self.options = make_options(feature_type=feature_type, **options)
         self.share = machine_share or share_from_environment()
         family, checkpoint, plan = model_and_windows(self.options)

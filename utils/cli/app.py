@@ -1,5 +1,6 @@
 """The command line's jobs: Hydra's config turned into ``Options`` once, a run, its one summary line
 and its exit code (see main.py for the codes). Library errors become one line here, and only here."""
+import importlib
 import signal
 import sys
 import warnings
@@ -28,6 +29,9 @@ class JobFailed(CompactHydraException):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     say(f"warning: {message}")  # on its own line, not glued to a progress bar
+
+
+_show_warning.one_line = True
 
 
 def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
@@ -100,7 +104,11 @@ class Job:
             say(f"job {hydra_config.job.num}: {' '.join(hydra_config.overrides.task)}")
             launcher = OmegaConf.to_container(hydra_config.launcher, resolve=True)
             share = share_of_sweep_job(hydra_config.job.num, launcher, self.sweep_jobs)
-        with signals_stop_the_run():
+        # torch and PyAV load (seconds) while a signal still ends the process at once: raised inside
+        # their imports, it could break them (utils/cli/signals.py)
+        importlib.import_module("video_features.utils.run.run")
+        # each job warns afresh (a sweep's jobs may share a process, where Python shows a warning once)
+        with signals_stop_the_run(), warnings.catch_warnings():
             code = run_job(cfg, share)
         if code and multirun:
             raise JobFailed(f"job {hydra_config.job.num} ended with exit code {code}")

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from video_features.utils.errors import VideoFeaturesWarning
 from video_features.utils.frames.slots import SLOTS, SlotLayout
 from video_features.utils.frames.transforms import interpolate_normalize
 from video_features.utils.network.device import device_errors
@@ -62,7 +63,7 @@ def pin(hosts: list[torch.Tensor], registration) -> list[int]:
             registration.clear_error()
             warnings.warn(f"could not pin the decoding processes' shared memory (CUDA error {code}): copies of "
                           f"{len(hosts) - len(pinned)} of {len(hosts)} processes' frames to the GPU will be "
-                          "synchronous")
+                          "synchronous", VideoFeaturesWarning)
             break
         pinned.append(host.data_ptr())
     return pinned

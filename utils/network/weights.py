@@ -15,7 +15,7 @@ import urllib.parse
 import warnings
 from typing import TYPE_CHECKING, Optional
 
-from video_features.utils.errors import WeightsError
+from video_features.utils.errors import VideoFeaturesWarning, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +76,8 @@ def resolve_checkpoint(
         check_weights_path(weights_path)
         return weights_path
     if not pretrained:
-        warnings.warn("pretrained=false: the network has random weights, so its features are meaningless")
+        warnings.warn("pretrained=false: the network has random weights, so its features are meaningless",
+                      VideoFeaturesWarning)
         return None
     cached = hub_cache_path(url)
     if not os.path.isfile(cached):

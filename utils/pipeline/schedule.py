@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
 
 from tqdm import tqdm
 
-from video_features.utils.errors import VideoError
+from video_features.utils.errors import VideoError, VideoFeaturesWarning
 from video_features.utils.frames.windows import WindowAssembler
 from video_features.utils.pipeline.batches import Batches
 from video_features.utils.pipeline.slot_returns import SlotReturns
@@ -147,7 +147,7 @@ class Schedule:
             case DecodeWhole() if self._live(message):
                 self._decode_whole(message.video, message.reason)
             case Warned():
-                warnings.warn(message.message)
+                warnings.warn(message.message, VideoFeaturesWarning)
             case Died():
                 self.slots.forget(worker)
                 self.pool.replace(worker)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from video_features.utils.errors import PartialVideo
+from video_features.utils.errors import PartialVideo, VideoFeaturesWarning
 from video_features.utils.frames.windows import Window, WindowAssembler
 from video_features.utils.video.completeness import Completeness, DecodeStats
 from video_features.utils.video.protocol import SlotFilled
@@ -103,7 +103,8 @@ class VideoInFlight:
         if padded is not None:
             warnings.warn(
                 f"{self.path}: {self.frame_count} frame{'s' * (self.frame_count != 1)} is shorter than one "
-                f"window of {assembler.plan.stack}; the last frame is repeated to fill it"
+                f"window of {assembler.plan.stack}; the last frame is repeated to fill it",
+                VideoFeaturesWarning,
             )
             self.windows_pending += 1
         return padded

@@ -7,7 +7,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from video_features.utils.errors import OutputError
+from video_features.utils.errors import OutputError, VideoFeaturesWarning
 from video_features.utils.options import Options
 from video_features.utils.pipeline.video_in_flight import VideoResult
 from video_features.utils.store.claims import Claims
@@ -36,7 +36,7 @@ class Delivery:
         if options.saving:
             self.store = OutputStore(output_dir, options.on_extraction.value)
             remove_stale_temporary_files({os.path.dirname(self.store.path(name, "")) for name in names.values()})
-            self.claims = Claims(options.claim_stale_seconds)
+            self.claims = Claims(options.claim_stale_seconds, root=options.output_path)
 
     def claim_or_skip(self, path: str) -> Optional[Skip]:
         """Claims a video about to be read, or says why it is not to be read: DONE, or CLAIMED by a
@@ -78,7 +78,7 @@ class Delivery:
 
     def leave_to_new_owner(self, result: VideoResult) -> None:
         warnings.warn(f"{result.path}: another process took its claim over (it judged it stale); "
-                      "its outputs are left to that process, not saved")
+                      "its outputs are left to that process, not saved", VideoFeaturesWarning)
 
     def release(self, path: str) -> None:
         if self.claims is not None and path in self.names:  # an unsupported input has no name

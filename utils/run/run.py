@@ -8,7 +8,7 @@ import threading
 import warnings
 from typing import Iterator, Optional, Union
 
-from video_features.utils.errors import OutputError, SettingsError, VideoError
+from video_features.utils.errors import OutputError, SettingsError, VideoError, VideoFeaturesWarning
 from video_features.utils.extractor import Extractor
 from video_features.utils.machine import MachineShare
 from video_features.utils.options import Options
@@ -71,7 +71,7 @@ class Run:
     def _say_missing(self) -> None:
         line = missing_videos(self.paths)
         if line:
-            warnings.warn(line)
+            warnings.warn(line, VideoFeaturesWarning)
 
     @property
     def summary(self) -> RunSummary:

@@ -19,14 +19,17 @@ import uuid
 import warnings
 from typing import Optional
 
+from video_features.utils.errors import VideoFeaturesWarning
 from video_features.utils.store.liveness import HOST, process_has_ended
 
 
 class Claims:
     """The claims this process holds, kept fresh by a background thread."""
 
-    def __init__(self, stale_seconds: float):
-        self.stale_seconds = stale_seconds
+    def __init__(self, stale_seconds: float, root: Optional[str] = None):
+        """``root``: the folder under which claims make folders; those left empty when a claim is
+        given up are removed, up to it (a stopped run leaves no empty folder behind)."""
+        self.stale_seconds, self.root = stale_seconds, root
         self._held: dict[str, dict] = {}  # path -> the record this process wrote there
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -36,13 +39,15 @@ class Claims:
 
     def take(self, path: str) -> bool:
         """Claims ``path`` (a .claim file); False when a live process elsewhere holds it."""
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        for _ in range(2):  # a second try after taking a stale claim away
+        for _ in range(3):  # again after taking a stale claim away, or after another process removed the folder
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             try:
                 handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 if not self._remove_if_stale(path):
                     return False
+                continue
+            except FileNotFoundError:  # its folder was empty and removed meanwhile
                 continue
             record = {"host": HOST, "pid": os.getpid(), "time": time.time()}
             with os.fdopen(handle, "w") as file:
@@ -68,6 +73,20 @@ class Claims:
                 os.remove(path)
             except FileNotFoundError:
                 pass
+            self._remove_empty_folders(os.path.dirname(path))
+
+    def _remove_empty_folders(self, folder: str) -> None:
+        """The folders of a claim given up, up to the root, where nothing else is in them."""
+        if self.root is None:
+            return
+        root = os.path.abspath(self.root)
+        folder = os.path.abspath(folder)
+        while folder != root and folder.startswith(root + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (outputs, another claim) or gone
+                return
+            folder = os.path.dirname(folder)
 
     def close(self) -> None:
         """Stops refreshing and removes every claim still held (the videos were not finished)."""
@@ -126,7 +145,8 @@ class Claims:
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"cannot refresh the claim {path} ({error.strerror or error}); still trying, but "
-                              f"other processes take over a claim left unrefreshed for claim_stale_seconds")
+                              "other processes take over a claim left unrefreshed for claim_stale_seconds",
+                              VideoFeaturesWarning)
             return
         with self._lock:  # gone, or another process's claim now: the video is no longer this one's
             if self._held.get(path) == record:

@@ -23,6 +23,8 @@ from typing import Optional
 import av
 import torch
 
+from video_features.utils.errors import VideoFeaturesWarning
+
 RUNS_FOLDER = ".runs"
 
 
@@ -76,7 +78,8 @@ class RunLog:
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"cannot write the run log {self.path} ({error.strerror or error}); the run goes on, "
-                              "but status will not name the processes and failures from here")
+                              "but status will not name the processes and failures from here",
+                              VideoFeaturesWarning)
 
     def _write(self, **record) -> None:
         record["time"] = time.time()

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional
 
 import av
 
-from video_features.utils.errors import VideoError
+from video_features.utils.errors import VideoError, VideoFeaturesWarning
 from video_features.utils.video.completeness import Completeness, DecodeStats
 from video_features.utils.video.frame_index import FrameIndex, packets_from, read_index
 from video_features.utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
@@ -227,7 +227,7 @@ class VideoReader:
             if last_seconds is not None and time <= last_seconds:
                 if not warned:
                     warnings.warn(f"{self.path}: timestamps go back at frame {index}; "
-                                  "times from there on follow the frame order")
+                                  "times from there on follow the frame order", VideoFeaturesWarning)
                     warned = True
                 time = last_seconds + (self._frame_seconds or 1 / self.fps)
             last_seconds = time
