@@ -167,7 +167,8 @@ class Schedule:
         boundaries = frozenset(s.next_first for s in message.segments if s.next_first is not None)
         self.videos[message.video] = VideoInFlight(
             path, message.attempt, message.fps, message.completeness, assemblers, bar, segments=len(message.segments),
-            boundaries=boundaries, decoded_whole=self.decoded_whole.get(message.video), expected_windows=expected)
+            boundaries=boundaries, decoded_whole=self.decoded_whole.get(message.video), expected_windows=expected,
+            fewer_segments=message.fewer_segments)
         for segment in message.segments[1:]:
             self.ready.append(DecodeSegment(message.video, message.attempt, path, segment))
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from video_features.utils.errors import PartialVideo, VideoFeaturesWarning
 from video_features.utils.frames.windows import Window, WindowAssembler
 from video_features.utils.video.completeness import Completeness, DecodeStats
-from video_features.utils.video.protocol import SlotFilled
+from video_features.utils.video.protocol import FewerSegments, SlotFilled
 
 
 @dataclass
@@ -25,6 +25,7 @@ class VideoResult:
     skipped: Optional[Enum] = None  # why the video was not read, as the caller's work said
     seconds: Optional[float] = None  # from the start of its decoding to its result
     segments: Optional[int] = None  # the parts that decoding processes decoded at once
+    fewer_segments: Optional[FewerSegments] = None  # why fewer than decode_workers, where they were
     decoded_whole: Optional[str] = None  # why it was decoded again in one piece, if it was
 
 
@@ -50,6 +51,7 @@ class VideoInFlight:
     error: Optional[str] = None
     decoded_whole: Optional[str] = None  # why an earlier attempt was given up for a decode in one piece
     expected_windows: Optional[int] = None  # from the duration the file declares
+    fewer_segments: Optional[FewerSegments] = None
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -133,7 +135,7 @@ class VideoInFlight:
             self.error = f"internal error: windows {order[0]}..{order[-1]} are not contiguous"
         if self.error is not None:
             return VideoResult(self.path, error=self.error, seconds=seconds, segments=self.segments,
-                               decoded_whole=self.decoded_whole)
+                               fewer_segments=self.fewer_segments, decoded_whole=self.decoded_whole)
         outputs = {
             feature_type: np.stack([self.features[i] for i in order]).astype(np.float32),
             "timestamps_ms": np.array([self.times[i] for i in order], dtype=np.float64),
@@ -141,7 +143,7 @@ class VideoInFlight:
         }
         logits = np.stack([self.logits[i] for i in order]) if self.logits else None
         return VideoResult(self.path, outputs=outputs, logits=logits, seconds=seconds, segments=self.segments,
-                           decoded_whole=self.decoded_whole)
+                           fewer_segments=self.fewer_segments, decoded_whole=self.decoded_whole)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -13,6 +13,7 @@ from video_features.utils.pipeline.video_in_flight import VideoResult
 from video_features.utils.progress import Progress, ProgressReport
 from video_features.utils.run.exit_codes import EXIT_DONE, EXIT_FAILED
 from video_features.utils.store.runlog import RunLog
+from video_features.utils.video.protocol import FewerSegments
 
 
 class Outcome(str, Enum):
@@ -31,6 +32,7 @@ class RunSummary:
     failed: int = 0
     replaced: int = 0  # of the extracted: outputs made with other settings were there
     claimed: int = 0  # left to the live processes that had claimed them
+    not_cut: int = 0  # of the extracted: fewer segments than asked for a reason other than their length
 
     def __str__(self) -> str:
         line = f"{self.extracted} extracted, {self.skipped} skipped, {self.failed} failed"
@@ -38,6 +40,9 @@ class RunSummary:
             line += f", {self.claimed} claimed by other processes"
         if self.replaced:
             line += f" ({self.replaced} replaced outputs made with other settings)"
+        if self.not_cut:
+            line += (f"; {self.not_cut} long enough to cut into segments decoded in fewer than asked "
+                     "(the run log says why)")
         return line
 
     @property
@@ -72,6 +77,8 @@ class Report:
         if outcome == Outcome.EXTRACTED:
             summary.extracted += 1
             summary.replaced += replaced
+            summary.not_cut += bool(result.decoded_whole) or (
+                result.fewer_segments is not None and result.fewer_segments != FewerSegments.SHORT)
         elif outcome == Outcome.FAILED:
             summary.failed += 1
         elif outcome == Outcome.SKIPPED:
@@ -80,7 +87,9 @@ class Report:
             summary.claimed += 1
         if self.log is not None:
             windows = len(result.outputs["timestamps_ms"]) if result.outputs else None
-            self.log.video(result.path, outcome.value, windows, result.seconds, result.error, result.decoded_whole)
+            fewer = result.fewer_segments.value if result.fewer_segments else None
+            self.log.video(result.path, outcome.value, windows, result.seconds, result.error, result.decoded_whole,
+                           result.segments, fewer)
         if outcome == Outcome.FAILED:
             say(f"error: {result.path}: {result.error}")
 

@@ -6,8 +6,10 @@ Records: ``{"event": "start", ...}`` with the resolved config, the settings that
 features (utils/recipe.py: status=true counts the logs of its own settings), versions, host, pid, device, shard
 and this job's share of the machine (its index among the jobs there, the cores it decodes with and
 its decoding processes); ``{"event": "video", "path", "status": extracted|skipped|failed|claimed, "windows",
-"seconds", "error", "decoded_whole"}`` (``decoded_whole``: why a video cut into segments, or read
-skipping frames, was decoded again in one piece); ``{"event": "end", "summary", "exit_code"}``.
+"seconds", "error", "decoded_whole", "segments", "fewer_segments"}`` (``decoded_whole``: why a
+video cut into segments, or read skipping frames, was decoded again in one piece; ``segments``: the
+parts decoded at once, and ``fewer_segments`` why fewer than decode_workers asked);
+``{"event": "end", "summary", "exit_code"}``.
 status=true reads them back (utils/store/status.py).
 """
 import contextlib
@@ -60,10 +62,11 @@ class RunLog:
             raise
 
     def video(self, path: str, status: str, windows: Optional[int] = None, seconds: Optional[float] = None,
-              error: Optional[str] = None, decoded_whole: Optional[str] = None) -> None:
+              error: Optional[str] = None, decoded_whole: Optional[str] = None, segments: Optional[int] = None,
+              fewer_segments: Optional[str] = None) -> None:
         self._write_later(event="video", path=os.path.abspath(path), status=status, windows=windows,
                           seconds=None if seconds is None else round(seconds, 3), error=error,
-                          decoded_whole=decoded_whole)
+                          decoded_whole=decoded_whole, segments=segments, fewer_segments=fewer_segments)
 
     def end(self, summary: str, exit_code: int) -> None:
         self._write_later(event="end", summary=summary, exit_code=exit_code)

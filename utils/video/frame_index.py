@@ -119,11 +119,15 @@ def first_frame_from(path: str, stream_index: int, cut: Optional[Cut]) -> Option
         stream.codec_context.thread_count = 1  # frame threads would only delay the first frame
         codec = stream.codec_context
         try:
-            for count, packet in enumerate(packets_from(container, stream, cut)):
+            probed = 0
+            for packet in packets_from(container, stream, cut):
                 for frame in codec.decode(packet):
                     if frame.pts is not None and (cut is None or frame.pts >= cut.pts):
                         return frame.pts
-                if count >= PROBE_PACKETS:
+                # the packets an edit list discards (`ffmpeg -ss T -c copy` keeps those from the key
+                # frame before T) are decoded as references only: they give no frame, so they do not count
+                probed += not packet.is_discard
+                if probed > PROBE_PACKETS:
                     return None
             for frame in codec.decode(None):
                 if frame.pts is not None and (cut is None or frame.pts >= cut.pts):

@@ -12,6 +12,7 @@ its segments disagree: decode the video again in one piece); warnings as ``Warne
 for the decode in one piece), so that messages of an attempt given up are recognised and dropped.
 """
 from dataclasses import dataclass
+from enum import Enum
 from typing import Optional, Union
 
 import numpy as np
@@ -61,6 +62,16 @@ class Released:
     slot: int
 
 
+class FewerSegments(str, Enum):
+    """Why a video was cut into fewer segments than decode_workers asks for (the run log says it)."""
+
+    SHORT = "too short for more segments of 10 s"
+    REENCODED = "fps_method=reencode reads its re-encoded copy in one piece"
+    NO_INDEX = "its timestamps cannot number its frames (none, repeated, or going back as in concatenated MPEG-TS)"
+    RECOVERY_POINTS = "its key frames are recovery points (intra refresh), where a decoder does not start cleanly"
+    SPARSE_KEY_FRAMES = "its key frames are too far apart for more segments"
+
+
 @dataclass(frozen=True)
 class Opened:
     video: int
@@ -69,6 +80,7 @@ class Opened:
     estimated_frames: Optional[int]
     completeness: Completeness
     segments: list[Segment]  # the first is decoded by the process that opened the video
+    fewer_segments: Optional[FewerSegments] = None  # why fewer than asked, where they are
 
 
 @dataclass(frozen=True)

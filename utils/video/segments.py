@@ -61,6 +61,12 @@ def whole(index: Optional[FrameIndex]) -> Segment:
                    pts=None if index is None else index.pts)
 
 
+def segment_count(duration: float, windows: int, max_segments: int, min_seconds: float = MIN_SEGMENT_SECONDS) -> int:
+    """How many segments a video's length allows: at most ``max_segments``, each of at least
+    ``min_seconds`` and a window."""
+    return max(1, min(max_segments, int(duration // min_seconds), windows))
+
+
 def split(index: FrameIndex, plan: WindowPlan, time_base: Fraction, shift: int, extraction_fps: Optional[float],
           max_segments: int, min_seconds: float = MIN_SEGMENT_SECONDS) -> list[Segment]:
     """Up to ``max_segments`` segments of about equal numbers of windows and at least ``min_seconds``
@@ -75,7 +81,7 @@ def split(index: FrameIndex, plan: WindowPlan, time_base: Fraction, shift: int, 
         frames = index.frames
         frame_time = lambda n: seconds(index.pts[n])  # noqa: E731
     windows = plan.count(frames)
-    count = max(1, min(max_segments, int(duration // min_seconds), windows))
+    count = segment_count(duration, windows, max_segments, min_seconds)
     starts = []  # (first window, cut) of every segment after the first
     for k in range(1, count):
         first_window = round(k * windows / count)

@@ -30,6 +30,7 @@ from video_features.utils.video.protocol import (
     DecodeSettings,
     DecodeWhole,
     Failed,
+    FewerSegments,
     Opened,
     OpenVideo,
     Released,
@@ -41,7 +42,7 @@ from video_features.utils.video.protocol import (
 from video_features.utils.video.reader import VideoReader
 from video_features.utils.video.reencode import reencode_to_fps
 from video_features.utils.video.rgb import rgb_view
-from video_features.utils.video.segments import Segment, split, whole
+from video_features.utils.video.segments import Segment, segment_count, split, whole
 
 
 class Worker:
@@ -89,30 +90,46 @@ class Worker:
             source = reencode_to_fps(task.path, settings.extraction_fps, settings.tmp_path)
             try:
                 reader = VideoReader(source, None, task.threads)
-                self.opened(task, reader, [whole(None)])
+                fewer = FewerSegments.REENCODED if settings.max_segments > 1 else None
+                self.opened(task, reader, [whole(None)], fewer)
                 return self.decode(task, source, whole(None), reader)
             finally:
                 if not settings.keep_tmp_files:
                     os.remove(source)
         reader = VideoReader(task.path, settings.extraction_fps, task.threads)
-        # a file that declares no duration (a live stream's Matroska) may be long: its index tells
-        minimum = 2 * settings.min_segment_seconds
-        may_split = settings.max_segments > 1 and (reader.duration is None or reader.duration >= minimum)
-        skips = reader.skippable and settings.plan.leaves_frames_out
-        index = reader.index() if task.attempt == 0 and (skips or may_split) else None
-        segments = [whole(index)]
-        if index is not None and may_split:
-            planned = split(index, settings.plan, reader.time_base, reader.shift, settings.extraction_fps,
-                            settings.max_segments, settings.min_segment_seconds)
-            # a key frame a decoder does not start at cleanly (a recovery point) would restart every segment
-            if len(planned) == 1 or first_frame_from(task.path, 0, planned[1].cut) == planned[1].cut.pts:
-                segments = planned
-        self.opened(task, reader, segments)
+        segments, fewer = self.segments(task, reader)
+        self.opened(task, reader, segments, fewer)
         return self.decode(task, task.path, segments[0], reader)
 
-    def opened(self, task: OpenVideo, reader: VideoReader, segments: list[Segment]) -> None:
+    def segments(self, task: OpenVideo, reader: VideoReader) -> tuple[list[Segment], Optional[FewerSegments]]:
+        """The video's segments, and why they are fewer than asked where they are."""
+        settings = self.settings
+        # a file that declares no duration (a live stream's Matroska) may be long: its index tells
+        long_enough = reader.duration is None or reader.duration >= 2 * settings.min_segment_seconds
+        may_split = settings.max_segments > 1 and task.attempt == 0
+        skips = reader.skippable and settings.plan.leaves_frames_out
+        index = reader.index() if task.attempt == 0 and (skips or (may_split and long_enough)) else None
+        if not may_split:
+            return [whole(index)], None
+        if not long_enough:
+            return [whole(index)], FewerSegments.SHORT
+        if index is None:
+            return [whole(None)], FewerSegments.NO_INDEX
+        planned = split(index, settings.plan, reader.time_base, reader.shift, settings.extraction_fps,
+                        settings.max_segments, settings.min_segment_seconds)
+        # a key frame a decoder does not start at cleanly (a recovery point) would restart every segment
+        if len(planned) > 1 and first_frame_from(task.path, 0, planned[1].cut) != planned[1].cut.pts:
+            return [whole(index)], FewerSegments.RECOVERY_POINTS
+        if len(planned) == settings.max_segments:
+            return planned, None
+        allowed = segment_count(reader.duration or 0.0, settings.plan.count(reader.estimated_frames or 0),
+                                settings.max_segments, settings.min_segment_seconds)
+        return planned, FewerSegments.SHORT if len(planned) >= allowed else FewerSegments.SPARSE_KEY_FRAMES
+
+    def opened(self, task: OpenVideo, reader: VideoReader, segments: list[Segment],
+               fewer: Optional[FewerSegments] = None) -> None:
         self.connection.send(Opened(task.video, task.attempt, reader.fps, reader.estimated_frames,
-                                    reader.completeness, segments))
+                                    reader.completeness, segments, fewer))
 
     def decode(self, task: Task, path: str, segment: Segment, reader: Optional[VideoReader] = None) -> SegmentDone:
         """Sends the segment's frames, a slot at a time; returns its stats."""
