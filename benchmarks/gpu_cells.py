@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from benchmark import ROOT, VIDEO_DIR, random_batch, skip_network  # noqa: E402
 from gpu_correctness import correctness  # noqa: E402
-from timed_cells import NotApplicable, Table  # noqa: E402
+from timed_cells import CellTimeout, NotApplicable, Table  # noqa: E402
 
 CLIP = os.path.join(VIDEO_DIR, "720p30_20s.mp4")
 WARM_CLIP = os.path.join(ROOT, "sample", "b.mp4")  # the shortest sample: a first extraction, untimed
@@ -58,27 +58,33 @@ def repeated(source: str, seconds: int) -> str:
 
 
 def extracted(extractor, paths: list[str]) -> tuple[float, int, float]:
-    """Seconds, windows and the main thread's CPU seconds of extracting ``paths``."""
+    """Seconds, windows and the main thread's CPU seconds of extracting ``paths``; past the cell's
+    limit, the rate until then goes with the timeout."""
     start, main_thread = time.perf_counter(), time.thread_time()
-    windows = 0
-    for result in extractor.extract_many(paths):
-        if result.error:
-            raise RuntimeError(f"{result.path}: {result.error}")
-        windows += len(result.outputs["timestamps_ms"])
+    through, windows = extractor.pipeline.windows_through, 0
+    try:
+        for result in extractor.extract_many(paths):
+            if result.error:
+                raise RuntimeError(f"{result.path}: {result.error}")
+            windows += len(result.outputs["timestamps_ms"])
+    except CellTimeout as timeout:
+        windows = extractor.pipeline.windows_through - through  # the network's, of videos not finished too
+        timeout.note = f"{windows / (time.perf_counter() - start):.1f} win/s over {windows} windows until then"
+        raise
     return time.perf_counter() - start, windows, time.thread_time() - main_thread
 
 
 def warm_up(extractor) -> tuple[float, list[str]]:
     """Seconds of a first extraction from no decoding processes (they start, CUDA pins their slots,
-    the preprocessing's kernels load), the network skipped, and the pipeline's warnings that it
-    could not pin the slots."""
+    the preprocessing's kernels load; a short clip for each process), the network skipped, and the
+    pipeline's warnings that it could not pin the slots."""
     extractor.close()
     forward = extractor.inference._forward
     skip_network(extractor)  # its windows' network time is no start-up
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # a warning given before would otherwise not be given again
-            seconds, _, _ = extracted(extractor, [WARM_CLIP])
+            warnings.simplefilter("always")  # whatever the filters outside say
+            seconds, _, _ = extracted(extractor, [WARM_CLIP] * extractor.pipeline.decode_workers)
     finally:
         extractor.inference._forward = forward
     return seconds, [str(w.message) for w in caught if "could not pin" in str(w.message)]

@@ -39,7 +39,9 @@ class NotApplicable(Exception):
 
 class CellTimeout(BaseException):
     """Raised in the main thread at a cell's limit (a BaseException: no ``except Exception`` of the
-    measured code keeps it from ending the cell)."""
+    measured code keeps it from ending the cell). ``note``: what the cell measured until then."""
+
+    note = ""
 
 
 def formatted(value: Value) -> str:
@@ -105,8 +107,8 @@ class Table:
                 values = work()
         except NotApplicable as reason:
             texts = [f"n/a: {reason}"] * len(columns)
-        except CellTimeout:
-            texts = [f"timeout after {limit:.0f} s"] * len(columns)
+        except CellTimeout as timeout:
+            texts = [f"timeout after {limit:.0f} s" + (f" ({timeout.note})" if timeout.note else "")] * len(columns)
         except Exception as error:  # noqa: BLE001  one cell's failure is that cell's
             texts = [f"error: {one_line(error)}"[:160]] * len(columns)
         else:

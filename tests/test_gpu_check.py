@@ -142,6 +142,7 @@ def test_a_cell_past_its_limit_dumps_every_threads_stack_and_the_next_cells_go_o
 def test_sigterm_dumps_every_threads_stack_and_prints_the_table_so_far(tmp_path):
     check = run_table(tmp_path, """\
         def waiting_for_the_device():
+            print("waiting", flush=True)
             time.sleep(600)
 
         table = timed_cells.Table(["r21d"], ["a", "b", "c"], budget_s=600, cell_s=600)
@@ -150,7 +151,7 @@ def test_sigterm_dumps_every_threads_stack_and_prints_the_table_so_far(tmp_path)
         table.measure("r21d", "b", waiting_for_the_device)
         table.measure("r21d", "c", lambda: 3.0)
         """)
-    assert check.stdout.readline() == "r21d: a = 1.50\n"
+    assert [check.stdout.readline() for _ in range(2)] == ["r21d: a = 1.50\n", "waiting\n"]
     check.send_signal(signal.SIGTERM)
     stdout, stderr = check.communicate()
     assert check.returncode == 143
@@ -214,6 +215,7 @@ class FakeExtractor:
     def __init__(self, warning: str = ""):
         self.calls, self.running, self.warning = [], False, warning
         self.inference = SimpleNamespace(_forward=self.network)
+        self.pipeline = SimpleNamespace(decode_workers=2, windows_through=0)
 
     def network(self, clips):
         raise AssertionError("not run by the fakes")
@@ -234,17 +236,17 @@ def test_the_timed_extraction_runs_on_decoding_processes_a_first_untimed_extract
     extractor = FakeExtractor()
     extractor.running = True  # started by an earlier cell: the start-up is measured from none all the same
     startup, seconds, windows, _ = gpu_cells.timed_extraction(extractor, ["long.mp4", "clip.mp4"])
-    assert extractor.calls == [([gpu_cells.WARM_CLIP], False, False),  # from none, the network skipped
+    assert extractor.calls == [([gpu_cells.WARM_CLIP] * 2, False, False),  # from none, a clip a process, no network
                                (["long.mp4", "clip.mp4"], True, True)]  # timed: processes running, the network back
     assert windows == 6 and startup >= 0 and seconds >= 0  # the warm-up's windows are not counted
 
 
-def test_a_refusal_to_pin_the_slots_is_reported_by_every_start_up_though_warned_once_before():
+def test_a_refusal_to_pin_the_slots_is_reported_by_the_start_up_even_where_warnings_are_ignored():
     refused = "could not pin the decoding processes' shared memory (CUDA error 1): copies of 2 of 2 processes' frames"
-    extractor = FakeExtractor(warning=refused)
-    refusals = [gpu_cells.warm_up(extractor)[1] for _ in range(2)]  # a warning's second time is silent by default
-    assert refusals == [[refused], [refused]]
-    assert gpu_cells.warm_up(FakeExtractor())[1] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore would
+        assert gpu_cells.warm_up(FakeExtractor(warning=refused))[1] == [refused]
+        assert gpu_cells.warm_up(FakeExtractor())[1] == []
 
 
 def test_the_driver_version_is_read_from_the_kernel_module(tmp_path):
