@@ -56,6 +56,11 @@ if [ "${1:-}" = "install" ]; then exit 0; fi
 
 ARGUMENTS=() SECONDS_LIMIT=${CHECK_SECONDS:-480}
 if ! "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+  if [ -e /proc/driver/nvidia/version ]; then  # a GPU machine whose torch cannot use it: no CPU run in its place
+    echo "error: an NVIDIA driver is loaded but torch sees no CUDA device:" \
+      "$("$PYTHON" -c 'import torch; print("torch", torch.__version__, "for CUDA", torch.version.cuda)')" >&2
+    exit 1
+  fi
   ARGUMENTS=("${CPU_ARGUMENTS[@]}") SECONDS_LIMIT=${CHECK_SECONDS:-1800}
   [ -f "$CLIP" ] || ! command -v ffmpeg >/dev/null || make_clip
 fi

@@ -19,7 +19,9 @@ from timed_cells import CellTimeout, NotApplicable, Table  # noqa: E402
 
 CLIP = os.path.join(VIDEO_DIR, "720p30_20s.mp4")
 WARM_CLIP = os.path.join(ROOT, "sample", "b.mp4")  # the shortest sample: a first extraction, untimed
-SAMPLES = [os.path.join(ROOT, "sample", name) for name in ("a.mp4", "b.mp4")]
+# the correctness cell's: two 5 s samples (720p and 270p, 25 and 29.97 fps) decoded at once, and
+# the 20 s clip, which several processes decode in segments
+SAMPLES = [os.path.join(ROOT, "sample", "a.mp4"), os.path.join(ROOT, "sample", "b.mp4"), CLIP]
 SECONDS_PER_PROCESS = 20  # of feed video: two segments' worth (MIN_SEGMENT_SECONDS is 10)
 
 

@@ -8,8 +8,8 @@ and what the pipeline feeds it.
 
 Default models, random weights, in one process (CUDA starts once), in two passes so that the key
 figures come first when time runs short. The first pass, over every feature type:
-- correctness: the device's fp32 features of --samples against the CPU's, with 1 and all decoding
-  processes, and the bf16 error (benchmarks/gpu_correctness.py);
+- correctness: the device's fp32 features of --samples (two sample clips and the 20 s clip) against
+  the CPU's, with 1 and all decoding processes, and the bf16 error (benchmarks/gpu_correctness.py);
 - network alone: windows/s of the network on preprocessed windows already on the device;
 - feed alone with all processes (decode_workers=auto): windows/s of the pipeline with the network
   replaced by one that returns at once, on one 720p video long enough for every process to get
