@@ -164,7 +164,7 @@ class Subject:
 
 def correctness_cell(subject: Subject, table: Table) -> str:
     text, subject.fp32 = correctness(subject.build, subject.feature_type, subject.args.samples,
-                                     subject.main.pipeline.decode_workers, subject.args.plant_wrong_feature)
+                                     plant=subject.args.plant_wrong_feature)
     return text
 
 

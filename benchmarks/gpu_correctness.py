@@ -9,7 +9,7 @@ bf16 against the reference (the largest relative L2 error of a window's features
 device under test is the CPU: the cell then checks the decoding processes and the comparison.
 """
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -104,30 +104,35 @@ class Findings:
         return "ok: " + "; ".join(self.figures + ["windows equal"])
 
 
-def correctness(build: Callable, feature_type: str, samples: list[str], all_workers: int, plant: bool = False):
-    """The cell's text ("ok: ..." or "WRONG: ..."), and the device's fp32 extractor with every
-    decoding process (its pipeline closed), which the fp32 cell times next. ``build(**options)``:
-    an extractor of ``feature_type`` with the check's settings but ``options``."""
+def device_features(extractor, weights: dict, samples: list[str], plant: bool = False) -> dict:
+    """The samples' outputs with ``weights`` (the reference's), the pipeline closed after."""
+    extractor.inference.network.load_state_dict(weights)  # rounded to bf16 where a bf16 network keeps bf16
+    if plant:
+        plant_wrong_feature(extractor)
+    with extractor:
+        return features(extractor, samples)
+
+
+def correctness(build: Callable, feature_type: str, samples: list[str], workers: Union[int, str] = "auto",
+                plant: bool = False):
+    """The cell's text ("ok: ..." or "WRONG: ..."), and the device's fp32 extractor with ``workers``
+    decoding processes (its pipeline closed), which the fp32 cell times next. ``build(**options)``:
+    an extractor of ``feature_type`` with the check's settings but ``options``; ``plant``: one
+    window wrong with ``workers`` processes."""
     cpu = build(device="cpu", precision="fp32", decode_workers=1)
     weights = cpu.inference.network.state_dict()
     with cpu:
         findings = Findings(features(cpu, samples), feature_type)
-    counts = [1, all_workers] if all_workers != 1 else [1]  # on a CPU, auto is 1
-    fp32 = None
-    for count in counts:
-        fp32 = build(precision="fp32", decode_workers=count)
-        fp32.inference.network.load_state_dict(weights)
-        if plant and count == counts[-1]:
-            plant_wrong_feature(fp32)
-        label = "1 process = all" if len(counts) == 1 else f"{count} process" + "es" * (count > 1)
-        with fp32:
-            findings.fp32(features(fp32, samples), label)
+    every = build(precision="fp32", decode_workers=workers)
+    count = every.pipeline.decode_workers
+    if count != 1:  # on a CPU, auto is 1: one run is both
+        findings.fp32(device_features(build(precision="fp32", decode_workers=1), weights, samples), "1 process")
+    label = f"{count} processes" if count != 1 else "1 process = all"
+    findings.fp32(device_features(every, weights, samples, plant), label)
     try:
         reduced = build(precision="bf16", decode_workers=1)
     except NotApplicable as reason:
         findings.figures.append(f"bf16 n/a: {reason}")
     else:
-        reduced.inference.network.load_state_dict(weights)  # rounded to bf16 where the network keeps bf16
-        with reduced:
-            findings.bf16(features(reduced, samples))
-    return findings.text(), fp32
+        findings.bf16(device_features(reduced, weights, samples))
+    return findings.text(), every

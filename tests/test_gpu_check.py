@@ -274,12 +274,12 @@ def test_windows_that_differ_are_named_by_their_video():
 def test_the_correctness_cell_finds_a_wrong_feature_of_the_device_and_says_why_bf16_does_not_apply(monkeypatch):
     # two windows of the sample (every 80th frame), compared with 1 and 2 decoding processes
     build = functools.partial(gpu_cells.Subject(cpu_args(), "r21d").build, step_size=80)
-    planted, _ = correctness(build, "r21d", [SAMPLE_B], all_workers=2, plant=True)
+    planted, _ = correctness(build, "r21d", [SAMPLE_B], workers=2, plant=True)
     assert planted.startswith("WRONG: fp32 with 2 processes over ")
     assert "fp32 max diff 0.0e+00 (1 process)" in planted  # the run without the planted error
 
     monkeypatch.setattr("utils.network.precision.cpu_has_bf16_units", lambda: False)
-    text, fp32 = correctness(build, "r21d", [SAMPLE_B], all_workers=2)
+    text, fp32 = correctness(build, "r21d", [SAMPLE_B], workers=2)
     assert text == ("ok: fp32 max diff 0.0e+00 (1 process); fp32 max diff 0.0e+00 (2 processes); bf16 n/a: "
                     "precision=bf16: this CPU has no AVX512-BF16 or AMX units, without which bf16 runs dozens of "
                     "times slower than fp32; windows equal")
