@@ -6,19 +6,34 @@
 #   bash benchmarks/gpu.sh           # on the GPU machine, from the repository root, with benchmarks/wheels and
 #                                    # benchmarks/videos/720p30_20s.mp4 carried there; extra arguments go to gpu_check.py
 #
+# Without a CUDA device it runs the check's small CPU configuration (CPU_ARGUMENTS; extra arguments
+# come after them, so they win). With OUT set (the GPU machine's folder of what comes back),
+# everything printed, the stacks of a hang included, is also written to $OUT/gpu_check.log.
+# CHECK_SECONDS (480; 1800 on a CPU) ends the check with SIGTERM, which prints the table so far; 30 s later, a kill.
+#
 # The GPU machines of this project have Python 3.12 with torch, torchvision, numpy, PyYAML, tqdm and
 # psutil; the wheels add PyAV, Hydra, OmegaConf and ANTLR's runtime (published only as a source
 # archive, so built here). PyAV's wheel is abi3: one file for Python 3.11 and later.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+# the project's environment where there is one (the system's python3 may have no torch); a bare GPU
+# machine has none: its python3 gets the carried wheels below
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 WHEELS=${WHEELS:-benchmarks/wheels}
 CLIP=benchmarks/videos/720p30_20s.mp4
 BINARY=(av==18.1.0 hydra-core==1.3.8 omegaconf==2.3.1)
 SOURCE_ONLY=(antlr4-python3-runtime==4.9.3)
+CPU_ARGUMENTS=(--device cpu --precision fp32 --batch-size 2 --feature-types r21d --samples sample/b.mp4
+               --workers 2 --feed-seconds 20 --long-seconds 30 --clips 2 --min-seconds 1 --budget 1200
+               --cell-seconds 300)
+make_clip() {
+  "$PYTHON" -c 'import sys; sys.path.insert(0, "benchmarks"); from benchmark import make_video; make_video(20)'
+}
 
 if [ "${1:-}" = "prepare" ]; then
-  "$PYTHON" -c 'import sys; sys.path.insert(0, "benchmarks"); from benchmark import make_video; make_video(20)'
+  make_clip
   rm -rf "$WHEELS"
   "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: \
     --python-version "${GPU_PYTHON_VERSION:-3.12}" --implementation cp --platform manylinux_2_28_x86_64 \
@@ -37,6 +52,31 @@ if ! "$PYTHON" -c 'import av, hydra, omegaconf' 2>/dev/null; then
     "$WHEELS"/*.whl
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# the working tree as the package video_features where it is not installed (the GPU machine's copy)
+if ! "$PYTHON" -c 'import video_features' 2>/dev/null; then
+  mkdir -p "$SITE/project" && ln -sfn "$PWD" "$SITE/project/video_features"
+  export PYTHONPATH="$SITE/project${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if [ "${1:-}" = "install" ]; then exit 0; fi
-"$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
-PYTHONUNBUFFERED=1 timeout 480 "$PYTHON" benchmarks/gpu_check.py "$@"
+
+ARGUMENTS=() SECONDS_LIMIT=${CHECK_SECONDS:-480}
+if ! "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+  if [ -e /proc/driver/nvidia/version ]; then  # a GPU machine whose torch cannot use it: no CPU run in its place
+    echo "error: an NVIDIA driver is loaded but torch sees no CUDA device:" \
+      "$("$PYTHON" -c 'import torch; print("torch", torch.__version__, "for CUDA", torch.version.cuda)')" >&2
+    exit 1
+  fi
+  ARGUMENTS=("${CPU_ARGUMENTS[@]}") SECONDS_LIMIT=${CHECK_SECONDS:-1800}
+  [ -f "$CLIP" ] || ! command -v ffmpeg >/dev/null || make_clip
+fi
+check() {
+  [ ${#ARGUMENTS[@]} -eq 0 ] || echo "no CUDA device: the check's small CPU configuration (${ARGUMENTS[*]})"
+  PYTHONUNBUFFERED=1 timeout -k 30 "$SECONDS_LIMIT" "$PYTHON" benchmarks/gpu_check.py \
+    ${ARGUMENTS[@]+"${ARGUMENTS[@]}"} "$@"
+}
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  check "$@" 2>&1 | tee "$OUT/gpu_check.log"
+else
+  check "$@"
+fi
