@@ -37,55 +37,26 @@ same weights with ``--weights-path`` (ours) and the other tool's own weight look
 copied into the torch hub cache).
 """
 import argparse
-import contextlib
-import glob
 import json
 import os
-import platform
-import re
-import resource
-import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from video_features.models.registry import families  # noqa: E402  (needs ROOT on the path)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402
+    DecoderMemory,
+    machine,
+    make_small_video,
+    make_video,
+    peak_rss_mb,
+    random_batch,
+    skip_network,
+)
+from compare_tools import compare_tools, weights_options  # noqa: E402
 
-VIDEO_DIR = os.path.join(ROOT, "benchmarks", "videos")
-
-
-def make_video(seconds: int) -> str:
-    """A 1280x720 30 fps H.264 clip with moving detail and noise, at a realistic 4 Mbit/s."""
-    path = os.path.join(VIDEO_DIR, f"720p30_{seconds}s.mp4")
-    if not os.path.exists(path):
-        os.makedirs(VIDEO_DIR, exist_ok=True)
-        source = "testsrc2=size=1280x720:rate=30,noise=alls=4:allf=t"
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds), "-c:v", "libx264",
-             "-preset", "veryfast", "-b:v", "4M", "-pix_fmt", "yuv420p", path + ".part.mp4"],
-            check=True,
-        )
-        os.replace(path + ".part.mp4", path)
-    return path
-
-
-def make_small_video(seconds: int) -> str:
-    """A 64x64 10 fps H.264 clip: hundreds of windows at the default stack and step decode fast."""
-    path = os.path.join(VIDEO_DIR, f"64p10_{seconds}s.mp4")
-    if not os.path.exists(path):
-        os.makedirs(VIDEO_DIR, exist_ok=True)
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x64:rate=10:duration={seconds}",
-             "-c:v", "libx264", "-pix_fmt", "yuv420p", path + ".part.mp4"],
-            check=True,
-        )
-        os.replace(path + ".part.mp4", path)
-    return path
+from video_features.models.registry import families  # noqa: E402
 
 
 def memory_table(args) -> list[str]:
@@ -106,37 +77,6 @@ def memory_table(args) -> list[str]:
     return lines
 
 
-class DecoderMemory:
-    """The largest peak RSS (VmHWM) among this process's decoding processes, read while they run.
-    getrusage's figure for children would count, for each, the parent's pages it held between fork
-    and exec (about the parent's whole RSS)."""
-
-    def __init__(self):
-        self.peak_kib = 0
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def _watch(self) -> None:
-        while True:
-            for children in glob.glob("/proc/self/task/*/children"):
-                with contextlib.suppress(OSError):
-                    for pid in open(children).read().split():
-                        with contextlib.suppress(OSError):
-                            status = open(f"/proc/{pid}/status").read()
-                            if "utils.video.worker" in open(f"/proc/{pid}/cmdline").read().replace("\0", " "):
-                                hwm = re.search(r"VmHWM:\s+(\d+)", status)
-                                self.peak_kib = max(self.peak_kib, int(hwm.group(1)) if hwm else 0)
-            time.sleep(0.2)
-
-
-def peak_rss_mb(decoders: DecoderMemory) -> float:
-    """This process's peak plus its largest decoding process's (on a CPU there is one)."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + decoders.peak_kib) / 1024  # Linux reports KiB
-
-
-def weights_options(args) -> dict:
-    return {"weights_path": args.weights_path, "pretrained": True} if args.weights_path else {"pretrained": False}
-
-
 def build(args, **overrides):
     from video_features import Extractor
 
@@ -146,18 +86,6 @@ def build(args, **overrides):
     if args.model_name:
         options["model_name"] = args.model_name
     return Extractor(**options)
-
-
-def random_batch(extractor, batch_size: int):
-    """A batch of preprocessed windows of a 720p video's shape, with random values, as the network
-    gets it: (windows x crops, C, T, h, w)."""
-    import numpy as np
-    import torch
-
-    frame = extractor.preprocess(np.zeros((1, 720, 1280, 3), dtype=np.uint8))[0]
-    channels, height, width = frame.shape[-3:]  # frame: (C, h, w), or (crops, C, h, w)
-    return torch.randn(batch_size * extractor.crops, channels, len(extractor.plan.offsets), height, width,
-                       device=extractor.device)
 
 
 def child_model_only(args) -> dict:
@@ -176,12 +104,19 @@ def child_model_only(args) -> dict:
 
 
 def child_decode(args) -> dict:
+    import av
+
     from video_features.utils.video.reader import VideoReader
+    from video_features.utils.video.rgb import rgb_view
 
     extractor = build(args)
     start = time.perf_counter()
-    plan = extractor.plan
-    frames = sum(1 for _ in VideoReader(args.video, extractor.extraction_fps).frames(plan.uses, plan.leaves_frames_out))
+    plan, rgb, frames = extractor.plan, av.video.reformatter.VideoReformatter(), 0
+    with VideoReader(args.video, extractor.options.extraction_fps) as reader:
+        for decoded in reader.decoded(plan.uses, plan.leaves_frames_out):
+            if decoded.wanted and decoded.frame is not None:
+                rgb_view(rgb, decoded.frame)
+            frames += 1
     seconds = time.perf_counter() - start
     return {"windows_per_s": extractor.plan.count(frames) / seconds}
 
@@ -198,13 +133,6 @@ def child_end_to_end(args) -> dict:
         raise SystemExit(result.error)
     windows = len(result.outputs["timestamps_ms"])
     return {"windows_per_s": windows / seconds, "windows": windows, "peak_rss_mb": peak_rss_mb(decoders)}
-
-
-def skip_network(extractor) -> None:
-    """The network replaced by one that returns zeros at once: what is left is the feed."""
-    import torch
-
-    extractor.inference._forward = lambda clips: (torch.zeros(len(clips), 1, device=clips.device),) * 2
 
 
 def child_feed(args) -> dict:
@@ -254,52 +182,6 @@ def run_child(args, mode: str, **extra) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_command(command: str) -> dict:
-    """Wall time and peak RSS of a shell command (through a fresh wrapper, so only its own children count)."""
-    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-               "code = subprocess.run(sys.argv[1], shell=True, stdout=subprocess.DEVNULL).returncode; "
-               "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, code)")
-    done = subprocess.run([sys.executable, "-c", wrapper, command], capture_output=True, text=True)
-    seconds, rss, code = done.stdout.strip().splitlines()[-1].split()
-    return {"seconds": float(seconds), "peak_rss_mb": float(rss), "exit": int(code)}
-
-
-def compare_tools(args) -> list[str]:
-    """Our command line and another tool on one video: time, windows/s, peak RSS, feature difference."""
-    import numpy as np
-
-    video = os.path.abspath(args.compare_video)
-    model = args.model_name or families()[args.feature_type].default.name
-    stem = os.path.splitext(os.path.basename(video))[0]
-    rows, features = [], {}
-    with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
-        weights = " ".join(f"{key}={value}" for key, value in weights_options(args).items())
-        ours = (f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, 'main.py'))} "
-                f"feature_type={args.feature_type} model_name={model} device={args.device} {weights} "
-                f"batch_size={args.batch_size} 'video_paths=[{video}]' on_extraction=save_numpy "
-                f"output_path={shlex.quote(ours_dir)} input_root={shlex.quote(os.path.dirname(video))}")
-        theirs = args.compare.format(video=shlex.quote(video), output=shlex.quote(theirs_dir))
-        ours_file = os.path.join(ours_dir, args.feature_type, model, f"{stem}_{args.feature_type}.npy")
-        theirs_file = args.compare_features.format(output=theirs_dir) if args.compare_features else None
-        for name, command, output in (("this tool", ours, ours_file), ("other tool", theirs, theirs_file)):
-            result = run_command(command)
-            if output and os.path.exists(output):
-                features[name] = np.load(output)
-            windows = len(features[name]) if name in features else None
-            rate = f"{windows / result['seconds']:.2f}" if windows else "?"
-            rows.append(f"| {name} | {result['exit']} | {result['seconds']:.1f} | {windows or '?'} | {rate} "
-                        f"| {result['peak_rss_mb']:.0f} |")
-    lines = [f"Same video ({args.compare_video}), whole commands, start-up included. Other tool: `{args.compare}`",
-             "", "| tool | exit code | seconds | windows | windows/s | peak RSS MB |", "|---|---|---|---|---|---|", *rows]
-    if len(features) == 2:
-        a, b = features["this tool"], features["other tool"]
-        if a.shape == b.shape:
-            lines += ["", f"Largest feature difference: {np.abs(a - b).max():.2e} (shape {a.shape})"]
-        else:
-            lines += ["", f"Feature shapes differ: {a.shape} against {b.shape}"]
-    return lines
-
-
 def feed_table(args) -> list[str]:
     short = make_video(args.lengths[0])
     copies = f"{args.feed_videos} copies of the" if args.feed_videos > 1 else "one"
@@ -345,19 +227,6 @@ def crops_table(args) -> list[str]:
             print(lines[-1], file=sys.stderr, flush=True)
     args.crop_count = 1
     return lines
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores; {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def throughput_table(args) -> list[str]:

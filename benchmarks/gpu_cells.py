@@ -13,7 +13,7 @@ import av
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchmark import ROOT, VIDEO_DIR, random_batch, skip_network  # noqa: E402
+from common import ROOT, VIDEO_DIR, random_batch, skip_network  # noqa: E402
 from gpu_correctness import correctness  # noqa: E402
 from timed_cells import CellTimeout, NotApplicable, Table  # noqa: E402
 

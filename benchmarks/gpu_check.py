@@ -38,7 +38,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchmark import machine  # noqa: E402
+from common import machine  # noqa: E402
 from gpu_cells import CLIP, SAMPLES, SECONDS_PER_PROCESS, Subject, cells, child_network, plan  # noqa: E402
 from timed_cells import Table  # noqa: E402
 

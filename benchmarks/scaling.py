@@ -46,7 +46,7 @@ def cpu_settings(args) -> None:
     """One process with torch's default thread count against one shard per core through joblib (which
     gives each worker its share of the cores), on copies of benchmark.py's 720p clip."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from benchmark import machine, make_video
+    from common import machine, make_video
 
     from video_features.utils.machine import usable_cores
 

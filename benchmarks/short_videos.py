@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     args = parser.parse_args()
     sys.path.insert(0, HERE)
-    from benchmark import ROOT, machine, make_video
+    from common import ROOT, machine, make_video
 
     if shutil.which("ffmpeg") is None:
         raise SystemExit("error: the ffmpeg program is needed to make the clips")
