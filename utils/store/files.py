@@ -79,3 +79,10 @@ def remove_stale_temporary_files(folders) -> int:
                     os.remove(os.path.join(folder, name))
                     removed += 1
     return removed
+
+
+def cause(error: OSError) -> str:
+    """An OSError's cause in a few words: 'No space left on device', not pyarrow's paragraph."""
+    if error.errno:
+        return os.strerror(error.errno)
+    return error.strerror or str(error)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from utils.errors import OutputError
 from utils.store.arrow_rows import NAME, SOURCE, as_numpy
+from utils.store.files import cause
 from utils.store.shards import COMMITTED_KEY, NAMES_KEY, SETTINGS_KEY, SUFFIX
 
 
@@ -56,7 +57,7 @@ class ShardIndex:
         except FileNotFoundError:
             entries = []
         except OSError as error:
-            raise OutputError(f"cannot list the shards in {self.folder}: {error.strerror or error}") from None
+            raise OutputError(f"cannot list the shards in {self.folder}: {cause(error)}") from None
         paths = {os.path.join(self.folder, entry) for entry in entries
                  if entry.endswith(SUFFIX) and not entry.startswith((".", "_"))}
         if set(self.shards) - paths:  # a shard removed (by hand): the current rows are found afresh
@@ -115,7 +116,7 @@ class ShardIndex:
             self.corrupt[path] = f"{type(error).__name__}: {error}"
             return None
         except OSError as error:
-            raise OutputError(f"cannot read the shard {path}: {error.strerror or error}") from None
+            raise OutputError(f"cannot read the shard {path}: {cause(error)}") from None
         return shard
 
 
@@ -132,7 +133,9 @@ def read_row(shard: Shard, row: int, name: str) -> dict[str, np.ndarray]:
                 start += rows
             else:
                 raise ValueError(f"it has {start} rows, its footer names {len(shard.names)}")
-    except (OSError, pa.ArrowInvalid, ValueError) as error:
+    except OSError as error:
+        raise OutputError(f"cannot read {name} from the shard {shard.path}: {cause(error)}") from None
+    except (pa.ArrowInvalid, ValueError) as error:
         raise OutputError(f"cannot read {name} from the shard {shard.path}: {error}") from None
     if table[NAME][0].as_py() != name:
         raise OutputError(f"the shard {shard.path} holds {table[NAME][0].as_py()} in row {row}, not {name}")

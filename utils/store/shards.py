@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from utils.errors import ShardWriteError
 from utils.store.arrow_rows import LOGITS, NAME, SOURCE, check_fits, row_schema, table_row
-from utils.store.files import temporary_path
+from utils.store.files import cause, temporary_path
 from utils.store.liveness import HOST
 
 SUFFIX = ".parquet"
@@ -138,7 +138,7 @@ class ShardWriter:
             except OSError as error:
                 where = error.filename or self._tmp or self.folder
                 lost = self.abandon()
-                raise ShardWriteError(f"{where}: cannot write the shard ({error.strerror or error}); "
+                raise ShardWriteError(f"{where}: cannot write the shard ({cause(error)}); "
                                       f"its {len(lost)} videos are not saved", lost) from None
 
     def _path(self) -> str:
@@ -155,7 +155,8 @@ class ShardWriter:
         self._buffer, self._buffered_bytes = [], 0
 
     def _open(self) -> None:
-        self._tmp = temporary_path(self._path())
+        # not named *.parquet: DuckDB's and Polars' globs read hidden files too
+        self._tmp = temporary_path(self._path() + ".partial")
         self._writer = _parquet_writer(self._tmp, self._schema)
 
     def _commit(self, discard: frozenset) -> list[str]:
