@@ -33,11 +33,11 @@ def outputs(seed: int, crops: int = 1, dim: int = 8) -> dict[str, np.ndarray]:
     return {"r21d": features, "timestamps_ms": np.stack([starts, starts + 640.0], axis=1), "fps": np.float64(25 + seed)}
 
 
-def write(folder, names, settings=SETTINGS, crops=1, shard_videos=1000, logits=False) -> dict[str, dict]:
-    """The videos ``names`` in shards of ``shard_videos``, committed; their outputs by name."""
+def write(folder, names, settings=SETTINGS, crops=1, shard_videos=1000, logits=False, seed=0) -> dict[str, dict]:
+    """The videos ``names`` in shards of ``shard_videos``, committed; their outputs (from ``seed`` on) by name."""
     written = {}
     writer = ShardWriter(str(folder), settings, shard_videos=shard_videos)
-    for seed, name in enumerate(names):
+    for seed, name in enumerate(names, seed):
         written[name] = outputs(seed, crops)
         extra = None
         if logits:
@@ -151,13 +151,13 @@ def test_status_is_done_for_equal_settings_stale_for_others_and_missing_elsewher
 
 def test_a_video_extracted_again_is_current_in_the_shard_committed_last(tmp_path):
     write(tmp_path, ["a", "b"], settings=SETTINGS)
-    again = write(tmp_path, ["b"], settings=OTHER)  # outputs(0): other arrays than b's first ones
+    again = write(tmp_path, ["b"], settings=OTHER, seed=10)  # other arrays than b's first ones
     index = ShardIndex(str(tmp_path))
     assert (index.status("b", OTHER), index.status("b", SETTINGS), index.status("a", SETTINGS)) == ("done", "stale", "done")
     assert_equal_arrays(index.read("b"), again["b"])
     assert index.names(SETTINGS) == ["a"] and index.names(OTHER) == ["b"]
     # and once more with the first settings: that row is current again
-    third = write(tmp_path, ["c", "b"], settings=SETTINGS)
+    third = write(tmp_path, ["c", "b"], settings=SETTINGS, seed=20)
     index.refresh()
     assert index.status("b", SETTINGS) == "done"
     assert_equal_arrays(index.read("b"), third["b"])
@@ -269,3 +269,22 @@ def test_the_footer_names_the_settings_and_videos_of_its_shard(tmp_path):
     metadata = pq.read_metadata(shard).metadata
     assert json.loads(metadata[b"video_features.settings"]) == SETTINGS
     assert json.loads(metadata[b"video_features.names"]) == ["a", "b"]
+
+
+def test_every_current_row_is_read_once_shard_by_shard(tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4000)  # a few videos per row group
+    write(tmp_path, ["a", "b", "c", "d", "e"], shard_videos=2)
+    again = write(tmp_path, ["b", "e"], settings=OTHER, seed=10)
+    rows = {name: (source, arrays, shard.settings) for name, source, arrays, shard in ShardIndex(str(tmp_path)).videos()}
+    assert sorted(rows) == ["a", "b", "c", "d", "e"]
+    assert rows["c"][0] == "/videos/c.mp4" and rows["c"][2] == SETTINGS and rows["e"][2] == OTHER
+    assert_equal_arrays(rows["c"][1], outputs(2))
+    assert_equal_arrays(rows["e"][1], again["e"])
+
+
+def test_writers_never_share_a_file_name(tmp_path):
+    first, second = ShardWriter(str(tmp_path), SETTINGS), ShardWriter(str(tmp_path), SETTINGS)
+    for writer in (first, second, first):
+        writer.append(f"v{len(list(tmp_path.iterdir()))}", "", outputs(0))
+        writer.commit()
+    assert len(list(tmp_path.glob("*.parquet"))) == 3 and first.stem != second.stem

@@ -11,7 +11,7 @@ Superseded rows stay in their shards: readers of the whole folder (pandas, DuckD
 import json
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -96,6 +96,20 @@ class ShardIndex:
             raise KeyError(f"{name}: in no committed shard of {self.folder}")
         return read_row(*found, name)
 
+    def videos(self) -> Iterator[tuple[str, str, dict[str, np.ndarray], Shard]]:
+        """Every video's current row as (name, source, arrays, its shard), reading each shard once,
+        row group by row group (memory: one row group): for exports and training loops."""
+        current = {(shard.path, row): name for name, (shard, row) in self._current.items()}
+        for shard in sorted(self.shards.values(), key=lambda shard: shard.order):
+            start = 0
+            for table in _row_groups(shard):
+                for offset in range(table.num_rows):
+                    name = current.get((shard.path, start + offset))
+                    if name is not None:
+                        row = _checked_row(table.slice(offset, 1), shard, start + offset, name)
+                        yield name, row[SOURCE][0].as_py(), _arrays(row), shard
+                start += table.num_rows
+
     def __len__(self) -> int:
         return len(self._current)
 
@@ -137,8 +151,28 @@ def read_row(shard: Shard, row: int, name: str) -> dict[str, np.ndarray]:
         raise OutputError(f"cannot read {name} from the shard {shard.path}: {cause(error)}") from None
     except (pa.ArrowInvalid, ValueError) as error:
         raise OutputError(f"cannot read {name} from the shard {shard.path}: {error}") from None
+    return _arrays(_checked_row(table, shard, row, name))
+
+
+def _row_groups(shard: Shard) -> Iterator[pa.Table]:
+    try:
+        with pq.ParquetFile(shard.path) as file:
+            for group in range(file.num_row_groups):
+                yield file.read_row_group(group)
+    except OSError as error:
+        raise OutputError(f"cannot read the shard {shard.path}: {cause(error)}") from None
+    except pa.ArrowInvalid as error:
+        raise OutputError(f"cannot read the shard {shard.path}: {error}") from None
+
+
+def _checked_row(table: pa.Table, shard: Shard, row: int, name: str) -> pa.Table:
+    """``table`` (one row), after checking that it is ``name``'s, as the footer says."""
     if table[NAME][0].as_py() != name:
         raise OutputError(f"the shard {shard.path} holds {table[NAME][0].as_py()} in row {row}, not {name}")
+    return table
+
+
+def _arrays(table: pa.Table) -> dict[str, np.ndarray]:
     return {key: as_numpy(table[key].combine_chunks()) for key in table.column_names if key not in (NAME, SOURCE)}
 
 
