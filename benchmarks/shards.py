@@ -68,7 +68,8 @@ def write_per_video(folder: str, all_names: list[str], outputs: dict) -> float:
 
 
 def write_shards(folder: str, all_names: list[str], outputs: dict, shard_videos: int) -> float:
-    writer, start = ShardWriter(folder, SETTINGS, shard_videos=shard_videos, shard_seconds=float("inf")), time.perf_counter()
+    writer = ShardWriter(folder, SETTINGS, shard_videos=shard_videos, shard_seconds=float("inf"))
+    start = time.perf_counter()
     for name in all_names:
         writer.append(name, f"/data/{name}.mp4", outputs)
         if writer.due:
@@ -162,10 +163,12 @@ def measure(per_video: str, packed: str, all_names: list[str], cold: bool) -> li
     for cache in (["cold", "warm"] if cold else ["warm"]):
         index_seconds, lookups = seconds["shards", cache]
         rows.append((f"what is done, {cache} cache (s): per-video status / shard index + lookups",
-                     [f"{seconds['per-video', cache]:.2f}", f"{index_seconds + lookups:.2f} ({index_seconds:.2f} + {lookups:.2f})"]))
+                     [f"{seconds['per-video', cache]:.2f}",
+                      f"{index_seconds + lookups:.2f} ({index_seconds:.2f} + {lookups:.2f})"]))
     with_claims = decide_per_video(per_video, all_names, claims=True)
     rows.append(("the same with a claim taken and given up per video, warm (s)", [f"{with_claims:.2f}", "not needed"]))
-    index, store, sample = ShardIndex(packed), OutputStore(per_video, "save_numpy"), all_names[::max(1, len(all_names) // 50)]
+    index, store = ShardIndex(packed), OutputStore(per_video, "save_numpy")
+    sample = all_names[::max(1, len(all_names) // 50)]
     loads = [timed(lambda: [np.load(store.path(name, key)) for key in KEYS]) for name in sample]
     reads = [timed(index.read, name) for name in sample]
     rows.append(("one video read back, warm, median of 50 (ms): np.load x 3 / a kept ShardIndex's read",
@@ -177,7 +180,8 @@ def measure(per_video: str, packed: str, all_names: list[str], cold: bool) -> li
 
 def row_group_sizes(args) -> None:
     all_names, outputs = names(args.videos), video_outputs(args.windows, args.dim)
-    print(f"{args.videos} videos, {args.windows} x {args.dim} float32 features each, shard_videos={args.shard_videos}\n")
+    print(f"{args.videos} videos, {args.windows} x {args.dim} float32 features each, "
+          f"shard_videos={args.shard_videos}\n")
     print("| row group bytes | row groups a shard | footer KB | index of all (ms) | one video read, median (ms) |")
     print("|---|---|---|---|---|")
     for size in args.row_group_bytes:
@@ -191,8 +195,8 @@ def row_group_sizes(args) -> None:
             footer = pq.read_metadata(next(iter(index.shards)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        print(f"| {size:,} | {footer.num_row_groups} | {footer.serialized_size / 1024:.0f} | {index_seconds * 1000:.0f} | "
-              f"{statistics.median(reads) * 1000:.1f} |")
+        print(f"| {size:,} | {footer.num_row_groups} | {footer.serialized_size / 1024:.0f} | "
+              f"{index_seconds * 1000:.0f} | {statistics.median(reads) * 1000:.1f} |")
 
 
 def du(folder: str) -> str:

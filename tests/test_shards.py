@@ -153,7 +153,8 @@ def test_a_video_extracted_again_is_current_in_the_shard_committed_last(tmp_path
     write(tmp_path, ["a", "b"], settings=SETTINGS)
     again = write(tmp_path, ["b"], settings=OTHER, seed=10)  # other arrays than b's first ones
     index = ShardIndex(str(tmp_path))
-    assert (index.status("b", OTHER), index.status("b", SETTINGS), index.status("a", SETTINGS)) == ("done", "stale", "done")
+    assert [index.status("b", OTHER), index.status("b", SETTINGS), index.status("a", SETTINGS)] == [
+        "done", "stale", "done"]
     assert_equal_arrays(index.read("b"), again["b"])
     assert index.names(SETTINGS) == ["a"] and index.names(OTHER) == ["b"]
     # and once more with the first settings: that row is current again
@@ -242,7 +243,8 @@ def test_a_stop_signal_during_a_commit_lands_once_the_shard_is_committed(tmp_pat
 def test_a_file_that_is_no_shard_of_ours_is_set_aside_and_the_others_are_read(tmp_path):
     write(tmp_path, ["a"])
     (tmp_path / "cut.parquet").write_bytes(b"PAR1 cut short")
-    pq.write_table(pq.read_table(next(tmp_path.glob("2*.parquet"))).replace_schema_metadata(), tmp_path / "plain.parquet")
+    plain = pq.read_table(next(tmp_path.glob("2*.parquet"))).replace_schema_metadata()
+    pq.write_table(plain, tmp_path / "plain.parquet")  # a Parquet file without our footer
     index = ShardIndex(str(tmp_path))
     assert index.names() == ["a"]
     assert set(index.corrupt) == {str(tmp_path / "cut.parquet"), str(tmp_path / "plain.parquet")}
@@ -275,7 +277,8 @@ def test_every_current_row_is_read_once_shard_by_shard(tmp_path, monkeypatch):
     monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4000)  # a few videos per row group
     write(tmp_path, ["a", "b", "c", "d", "e"], shard_videos=2)
     again = write(tmp_path, ["b", "e"], settings=OTHER, seed=10)
-    rows = {name: (source, arrays, shard.settings) for name, source, arrays, shard in ShardIndex(str(tmp_path)).videos()}
+    index = ShardIndex(str(tmp_path))
+    rows = {name: (source, arrays, shard.settings) for name, source, arrays, shard in index.videos()}
     assert sorted(rows) == ["a", "b", "c", "d", "e"]
     assert rows["c"][0] == "/videos/c.mp4" and rows["c"][2] == SETTINGS and rows["e"][2] == OTHER
     assert_equal_arrays(rows["c"][1], outputs(2))

@@ -34,7 +34,9 @@ from utils.store.files import cause, temporary_path
 from utils.store.liveness import HOST
 
 SUFFIX = ".parquet"
-SETTINGS_KEY, NAMES_KEY, COMMITTED_KEY = b"video_features.settings", b"video_features.names", b"video_features.committed_ns"
+SETTINGS_KEY = b"video_features.settings"
+NAMES_KEY = b"video_features.names"
+COMMITTED_KEY = b"video_features.committed_ns"
 # 1,000 videos: 10 files per 10,000 videos (the aim is under 50), a footer index of ~40 KB names;
 # kill -9 loses at most that many videos or shard_seconds of work, whichever comes first.
 DEFAULT_SHARD_VIDEOS = 1000
