@@ -14,7 +14,7 @@ from video_features.utils.store.claims import Claims, _put_back
 
 def start(*args, cwd):
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            text=True, env=dict(os.environ))
 
 
 def wait_until(condition, what: str, seconds: float = 60):

@@ -23,7 +23,7 @@ def on_a_full_disk(folder, *command) -> subprocess.CompletedProcess:
         pytest.skip("needs unshare to mount a small file system (user namespaces)")
     folder.mkdir()
     return subprocess.run([*unshare, "sh", "-c", FULL_DISK, str(folder), *command], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          cwd=ROOT, env=dict(os.environ))
 
 
 def test_a_full_disk_at_start_is_one_line_and_exit_2_and_leaves_no_run_log(tmp_path, r21d_checkpoint):

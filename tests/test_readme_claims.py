@@ -102,7 +102,7 @@ def test_a_claim_is_refreshed_while_its_video_is_extracted(tmp_path, r21d_checkp
         [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A}]", f"weights_path={r21d_checkpoint}",
          "device=cpu", "on_extraction=save_numpy", f"output_path={tmp_path / 'out'}", f"input_root={ROOT / 'sample'}",
          "stack_size=8", "step_size=24", "claim_stale_seconds=0.4"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ),
     )
     times = set()  # the claim's modification times seen while it exists
     try:

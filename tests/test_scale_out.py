@@ -98,7 +98,7 @@ def test_two_processes_on_one_list_contend_for_a_claim_and_extract_each_video_on
     video to the first and extract the others; the first, resumed, finds them done."""
     out = tmp_path / "out"
     folder = out / OUT[0] / OUT[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     argv = [sys.executable, str(ROOT / "main.py"), *command(videos, out, r21d_checkpoint)]
     first = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -138,7 +138,7 @@ def test_two_processes_on_one_list_contend_for_a_claim_and_extract_each_video_on
 def test_a_killed_process_is_resumed_by_the_same_command(videos, tmp_path, r21d_checkpoint):
     out = tmp_path / "out"
     argv = [sys.executable, str(ROOT / "main.py"), *command(videos, out, r21d_checkpoint)]
-    process = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    process = subprocess.Popen(argv, cwd=tmp_path, env=dict(os.environ),
                                stderr=subprocess.DEVNULL)
     folder = out / OUT[0] / OUT[1]
     deadline = time.monotonic() + 120

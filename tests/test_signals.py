@@ -26,7 +26,7 @@ def start(*args, cwd, import_times=False):
     flags = ["-X", "importtime"] if import_times else []
     return subprocess.Popen(
         [sys.executable, *flags, str(ROOT / "main.py"), *args], cwd=cwd, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=default_signals,
+        env=dict(os.environ), preexec_fn=default_signals,
     )
 
 
@@ -113,7 +113,7 @@ def start_piped(args, cwd, reader: list[str], streams: str):
     return subprocess.Popen(
         [sys.executable, "-c", PIPELINE, json.dumps([main, reader, streams == "both"])], cwd=cwd,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=dict(os.environ),
     )
 
 
@@ -193,7 +193,7 @@ def test_under_nohup_a_hang_up_is_ignored_and_the_run_finishes(tmp_path, r21d_ch
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), f"video_paths=[{SAMPLE_A},{SAMPLE_B}]", f"weights_path={r21d_checkpoint}",
          "device=cpu", "on_extraction=save_numpy", f"output_path={out}", "stack_size=8", "step_size=8"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
     )
     wait_for_claim(process, out)

@@ -39,3 +39,17 @@ class VideoFeaturesWarning(UserWarning):
 
 class PartialVideo(VideoFeaturesWarning):
     """With ``keep_partial``: the video was read only in part (truncated, or corrupt data)."""
+
+
+class ShardWriteError(Exception):
+    """An open shard of packed outputs could not be written (e.g. a full disk): its videos were not
+    saved. ``names``: those videos, whose claims the caller gives up so that a later run extracts them."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+
+class ExportError(Exception):
+    """An output folder cannot be exported (its videos were made with different settings, a file does
+    not load). The message names the folder or file and the cause."""

@@ -39,6 +39,7 @@ class OnExtraction(str, Enum):
     print = "print"
     save_numpy = "save_numpy"
     save_pickle = "save_pickle"
+    save_parquet = "save_parquet"
 
 
 def option(default: Any, meaning: str):
@@ -79,7 +80,14 @@ class Options:
     cudnn_benchmark: bool = option(
         False, "on CUDA, let cuDNN time its convolution algorithms for each batch shape (off until measured on a GPU)"
     )
-    on_extraction: OnExtraction = option(OnExtraction.print, "print | save_numpy | save_pickle")
+    on_extraction: OnExtraction = option(
+        OnExtraction.print, "print | save_numpy | save_pickle: files per video | save_parquet: Parquet files of "
+        "shard_videos videos each (one row per video)")
+    shard_videos: int = option(
+        1000, "with save_parquet: videos per Parquet file; a file is written for good (committed) when it "
+        "holds this many, after shard_seconds, at the end of a run and when it is stopped")
+    shard_seconds: float = option(
+        600.0, "with save_parquet: commit the open Parquet file at least this often (what a kill -9 can lose)")
     output_path: str = option(
         "./output", "saved files go to {output_path}/{feature_type}/{model_name}/{name}_{key}.npy|.pkl")
     input_root: Optional[str] = option(
@@ -175,6 +183,8 @@ def check_options(options: Options) -> None:
     _positive(options, "num_shards", also=())
     _positive(options, "claim_stale_seconds", kind=float, also=())
     _positive(options, "progress_seconds", kind=float, also=())
+    _positive(options, "shard_videos", also=())
+    _positive(options, "shard_seconds", kind=float, also=())
     if not 0 <= options.shard_id < options.num_shards:
         raise SettingsError(f"shard_id must be in 0 .. num_shards - 1 = {options.num_shards - 1}, "
                             f"got {options.shard_id}")

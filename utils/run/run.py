@@ -89,6 +89,7 @@ class Run:
             with contextlib.closing(self.extractor.extract_many(self._work(), progress=bars)) as results:
                 for result in results:
                     self._account(result)
+            self._finish(self.delivery.flush())  # the last shard: its videos are done once it is committed
         self._missing_check.join()  # its line before the summary's
         return self.summary
 
@@ -115,27 +116,28 @@ class Run:
             yield VideoResult(path, skipped=skip) if skip else path
 
     def _account(self, result: VideoResult) -> None:
-        if result.skipped is not None:
-            self.report.video(result, Outcome.CLAIMED if result.skipped == Skip.CLAIMED else Outcome.SKIPPED)
-            return
-        if result.error is None:
-            try:
-                if not self.delivery.still_claimed(result.path):
-                    self.delivery.leave_to_new_owner(result)
-                    self.report.video(result, Outcome.CLAIMED)
-                    return
-                self.delivery.deliver(result)
-            except BrokenPipeError:  # the printed features' reader has gone: the run stops (utils/cli/app.py)
-                raise
-            except OSError as error:
-                result.error = f"cannot save outputs: {error}"
-        self.delivery.release(result.path)
-        outcome = Outcome.EXTRACTED if result.error is None else Outcome.FAILED
-        self.report.video(result, outcome, replaced=result.path in self.delivery.replacing)
+        """Delivers a video's result (a shard's videos are finished when it is committed) and reports it."""
+        if result.skipped is None and result.error is None:
+            if not self.delivery.still_claimed(result.path):
+                self.delivery.leave_to_new_owner(result)
+                result.skipped = Skip.CLAIMED
+            else:  # BrokenPipeError: the printed features' reader has gone, the run stops (utils/cli/app.py)
+                self._finish(self.delivery.deliver(result))
+                return
+        self._finish([result])
+
+    def _finish(self, results: list[VideoResult]) -> None:
+        for result in results:
+            if result.skipped is not None:
+                self.report.video(result, Outcome.CLAIMED if result.skipped == Skip.CLAIMED else Outcome.SKIPPED)
+                continue
+            self.delivery.release(result.path)
+            outcome = Outcome.EXTRACTED if result.error is None else Outcome.FAILED
+            self.report.video(result, outcome, replaced=result.path in self.delivery.replacing)
 
     def close(self, exit_code: int) -> None:
         """The end of the run, also an interrupted one: the decoding processes stop, then the claims
         of unfinished videos are given up."""
         self.extractor.close()
-        self.delivery.close()
+        self._finish(self.delivery.close())
         self.report.end(exit_code)

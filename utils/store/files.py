@@ -20,12 +20,27 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_atomically(path: str, write: Callable) -> None:
-    """Writes under a temporary name (naming this host and process) and renames into place."""
+def _temporary_file(path: str) -> tuple[int, str]:
+    """A new empty file beside ``path``, named so that remove_stale_temporary_files knows its writer:
+    ``.tmp-{host}-{pid}-{random}-{basename}``; its open handle and its path."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     prefix = f"{TMP_PREFIX}{HOST}-{os.getpid()}-"
-    handle, tmp = tempfile.mkstemp(prefix=prefix, suffix="-" + os.path.basename(path), dir=folder)
+    return tempfile.mkstemp(prefix=prefix, suffix="-" + os.path.basename(path), dir=folder)
+
+
+def temporary_path(path: str) -> str:
+    """A new empty file beside ``path`` to write it under (see write_atomically), with the mode a
+    plain open() would give it; the caller renames it into place or removes it."""
+    handle, tmp = _temporary_file(path)
+    os.close(handle)
+    os.chmod(tmp, _file_mode())
+    return tmp
+
+
+def write_atomically(path: str, write: Callable) -> None:
+    """Writes under a temporary name (naming this host and process) and renames into place."""
+    handle, tmp = _temporary_file(path)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -39,10 +54,11 @@ def write_atomically(path: str, write: Callable) -> None:
 def _is_stale(name: str, folder: str) -> bool:
     """A temporary file whose writer is gone: a process of this host that no longer runs, or a
     file of another host (or of an older version) untouched for STALE_FOREIGN_SECONDS."""
-    host, _, rest = name[len(TMP_PREFIX):].partition("-")
-    pid = rest.partition("-")[0]
-    if host == HOST and pid.isdigit():
-        return process_has_ended(host, pid)
+    rest = name[len(TMP_PREFIX):]
+    # the host name may hold '-' itself (node-001): this host's files are recognised by its whole name
+    pid = rest[len(HOST) + 1:].partition("-")[0] if rest.startswith(HOST + "-") else ""
+    if pid.isdigit():
+        return process_has_ended(HOST, pid)
     try:
         return time.time() - os.path.getmtime(os.path.join(folder, name)) > STALE_FOREIGN_SECONDS
     except OSError:
@@ -63,3 +79,10 @@ def remove_stale_temporary_files(folders) -> int:
                     os.remove(os.path.join(folder, name))
                     removed += 1
     return removed
+
+
+def cause(error: OSError) -> str:
+    """An OSError's cause in a few words: 'No space left on device', not pyarrow's paragraph."""
+    if error.errno:
+        return os.strerror(error.errno)
+    return error.strerror or str(error)

@@ -7,16 +7,17 @@ The videos: those the command line lists, or else every video a run log under ou
 """
 import os
 from collections import Counter
-from typing import Optional
+from typing import Callable, Optional
 
 from video_features.models.registry import Family
 from video_features.utils.errors import OutputError, WeightsError
-from video_features.utils.options import Options
+from video_features.utils.options import OnExtraction, Options
 from video_features.utils.recipe import model_of, recipe_of_run
 from video_features.utils.run.inputs import video_paths
 from video_features.utils.store.names import output_names
 from video_features.utils.store.outputs import OutputState, OutputStore
 from video_features.utils.store.runlog import RUNS_FOLDER, read_records
+from video_features.utils.store.shard_index import ShardIndex
 
 OTHER_SETTINGS = "done with other settings"
 OUTCOMES = ("done", OTHER_SETTINGS, "failed", "not done")
@@ -75,10 +76,7 @@ def _outcomes(options: Options, feature_type: str, model_name: str, videos: list
               records: list[dict], logs: set[str]) -> tuple[Counter, list[str]]:
     names = output_names(videos, options.input_root)
     output_dir = os.path.join(options.output_path, feature_type, model_name)
-    # outputs saved as either format count where the command line does not say which (print)
-    formats = [options.on_extraction.value] if options.saving else ["save_numpy", "save_pickle"]
-    stores = [OutputStore(output_dir, each) for each in formats]
-    keys = [feature_type, "timestamps_ms", "fps"]
+    checks = _checks(options, output_dir, [feature_type, "timestamps_ms", "fps"], settings)
     # a video's last word in those logs: extracted or failed (a later claim or skip by another
     # process says nothing of how it ended)
     last = {record["path"]: record for record in records if record["event"] == "video" and record["log"] in logs
@@ -86,7 +84,7 @@ def _outcomes(options: Options, feature_type: str, model_name: str, videos: list
     outcomes, lines = Counter(), []
     for video in videos:
         try:
-            found = {store.state(names[video], keys, settings) for store in stores}
+            found = {check(names[video]) for check in checks}
         except OutputError as error:
             found = set()
             lines.append(f"cannot check: {video}: {error}")
@@ -100,3 +98,18 @@ def _outcomes(options: Options, feature_type: str, model_name: str, videos: list
         else:
             outcomes["not done"] += 1
     return outcomes, lines
+
+
+def _checks(options: Options, output_dir: str, keys: list[str], settings: Optional[dict]) -> list[Callable]:
+    """For each format a run of this command line saves (every format where it does not say: print),
+    a function giving a video's OutputState by its name."""
+    formats = [options.on_extraction] if options.saving else [f for f in OnExtraction if f != OnExtraction.print]
+    checks = []
+    for each in formats:
+        if each == OnExtraction.save_parquet:
+            index = ShardIndex(output_dir)  # the committed shards' footers
+            checks.append(lambda name, index=index: index.status(name, settings))
+        else:
+            store = OutputStore(output_dir, each.value)
+            checks.append(lambda name, store=store: store.state(name, keys, settings))
+    return checks
