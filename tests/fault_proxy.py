@@ -12,6 +12,7 @@ A thread per connection, with HTTP/1.1 keep-alive, so a client's pooled connecti
 with the server itself. Each forwarded request opens its own connection upstream.
 """
 import http.client
+import re
 import socket
 import struct
 import threading
@@ -34,18 +35,19 @@ class Fault:
     seconds: float = 0.0  # of a stall, after which the connection is closed
     reset: bool = False  # a cut as a TCP reset (RST) rather than a clean close
     times: Optional[int] = None  # for the first ``times`` requests only (None: all)
+    from_byte: int = 0  # only for requests whose range starts here or later: the file's start reads well
 
     @staticmethod
-    def status_code(status: int, times: Optional[int] = None) -> "Fault":
-        return Fault("status", status=status, times=times)
+    def status_code(status: int, times: Optional[int] = None, from_byte: int = 0) -> "Fault":
+        return Fault("status", status=status, times=times, from_byte=from_byte)
 
     @staticmethod
-    def cut(after_bytes: int, times: Optional[int] = None, reset: bool = False) -> "Fault":
-        return Fault("cut", after_bytes=after_bytes, reset=reset, times=times)
+    def cut(after_bytes: int, times: Optional[int] = None, reset: bool = False, from_byte: int = 0) -> "Fault":
+        return Fault("cut", after_bytes=after_bytes, reset=reset, times=times, from_byte=from_byte)
 
     @staticmethod
-    def stall(seconds: float, after_bytes: int = 0, times: Optional[int] = None) -> "Fault":
-        return Fault("stall", seconds=seconds, after_bytes=after_bytes, times=times)
+    def stall(seconds: float, after_bytes: int = 0, times: Optional[int] = None, from_byte: int = 0) -> "Fault":
+        return Fault("stall", seconds=seconds, after_bytes=after_bytes, times=times, from_byte=from_byte)
 
 
 @dataclass
@@ -102,7 +104,7 @@ class FaultProxy:
                 total.faults += counts.faults
             return total
 
-    def _begin(self, path: str, target: str, method: str) -> Optional[Fault]:
+    def _begin(self, path: str, target: str, method: str, first_byte: int) -> Optional[Fault]:
         """Counts a request; the fault to apply to it, if any."""
         with self._lock:
             counts = self._state.counts.setdefault(path, Counts())
@@ -111,6 +113,8 @@ class FaultProxy:
             counts.last_target = target
             entry = self._state.faults.get(path)
             if entry is None or (entry[0].times is not None and entry[1] >= entry[0].times):
+                return None
+            if first_byte < entry[0].from_byte:
                 return None
             if method == "HEAD" and entry[0].kind != "status":
                 return None  # a cut or a stall is of a body
@@ -152,7 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         proxy = self.proxy
         path = urlsplit(self.path).path
-        fault = proxy._begin(path, self.path, self.command)
+        range_start = re.match(r"bytes=(\d+)", self.headers.get("Range", ""))
+        fault = proxy._begin(path, self.path, self.command, int(range_start.group(1)) if range_start else 0)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         if proxy._state.latency:

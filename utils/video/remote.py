@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import re
+import traceback
 from typing import NamedTuple, Optional
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -71,14 +72,22 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted."""
+    return URL_IN_TEXT.sub(lambda match: redact(match.group(0)), text)
+
+
 class _RedactingFilter(logging.Filter):
-    """fsspec's HTTP back end logs each URL it fetches at DEBUG, query string and all."""
+    """fsspec's HTTP back end logs the URLs it reads at DEBUG, query string and password included."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        text = record.getMessage()
+        if record.exc_info:  # an error's text holds the URL too
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        record.msg, record.args, record.exc_info, record.exc_text = redact_text(text), None, None, None
         return True
 
 
@@ -140,7 +149,7 @@ def remote_size(url: str, policy: Policy = DEFAULT_POLICY) -> int:
 
 
 def _megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.0f} KB"
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} KB"
 
 
 class RemoteFile(io.RawIOBase):

@@ -88,15 +88,19 @@ def _phrase(status: int) -> str:
 # Type names, so that this module needs neither aiohttp nor botocore to be importable
 TIMEOUTS = {"ServerTimeoutError", "ConnectionTimeoutError", "SocketTimeoutError", "ReadTimeoutError",
             "ConnectTimeoutError", "FSTimeoutError", "TimeoutError"}
-RESETS = {"ClientPayloadError", "ServerDisconnectedError", "ClientOSError", "ConnectionResetError",
-          "BrokenPipeError", "IncompleteRead", "IncompleteReadError", "ResponseStreamingError",
-          "ConnectionClosedError", "ProtocolError", "ContentLengthError", "TransferEncodingError"}
+# A body shorter than its Content-Length (the server closed or reset the connection mid-response)
+CUT_SHORT = {"ClientPayloadError", "ContentLengthError", "TransferEncodingError", "IncompleteRead",
+             "IncompleteReadError", "ResponseStreamingError"}
+RESETS = {"ServerDisconnectedError", "ClientOSError", "ConnectionResetError", "BrokenPipeError",
+          "ConnectionClosedError", "ProtocolError"}
 NO_CONNECTION = {"ClientConnectorError", "EndpointConnectionError", "ConnectionRefusedError"}
 NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound", "NoRegionError"}
 
 
 def classify(error: BaseException, policy: Policy) -> tuple[str, bool]:
     """(the cause in a few words, whether a retry may help)."""
+    while isinstance(error, FileNotFoundError) and error.__cause__ is not None:
+        error = error.__cause__  # fsspec's HTTP info() turns every failure into a FileNotFoundError
     names = {type(link).__name__ for link in _chain(error)}
     found = _status(error)
     if found is not None:
@@ -117,6 +121,8 @@ def classify(error: BaseException, policy: Policy) -> tuple[str, bool]:
         return f"no data for {policy.read_timeout:g} s", True
     if names & NO_CONNECTION:
         return "cannot connect to the server", True
+    if names & CUT_SHORT:
+        return "connection closed mid-response", True
     if names & RESETS or any(isinstance(link, ConnectionError) for link in _chain(error)):
         return "connection reset", True
     return f"{type(error).__name__} while reading", False
