@@ -19,8 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 
@@ -61,13 +63,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class ServerFailed(RuntimeError):
+    """A server did not start."""
+
+
 def wait_until_up(url: str, process: subprocess.Popen, what: str, seconds: float = 30) -> None:
-    """Until ``url`` answers (any HTTP status); fails with the server's output if it exits first."""
+    """Until ``url`` answers (any HTTP status); ServerFailed with its output if it exits first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"{what} exited with {process.returncode} before answering:\n{output}")
+            raise ServerFailed(f"{what} exited with {process.returncode} before answering:\n{output}")
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
@@ -75,7 +81,7 @@ def wait_until_up(url: str, process: subprocess.Popen, what: str, seconds: float
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"{what} did not answer at {url} within {seconds:g} s")
+    raise ServerFailed(f"{what} did not answer at {url} within {seconds:g} s")
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -95,25 +101,34 @@ class Served:
     root: Path  # the folder it serves: a file written at root/x is at url/x
 
 
-@pytest.fixture(scope="session")
-def nginx_server(tmp_path_factory) -> Served:
-    nginx = shutil.which("nginx", path=NGINX_PATH)
-    if nginx is None:
-        pytest.skip("needs nginx (the Debian package; setup.sh --test installs it as root)")
-    state = tmp_path_factory.mktemp("nginx")
-    root = tmp_path_factory.mktemp("served")
+def nginx_program() -> Optional[str]:
+    return shutil.which("nginx", path=NGINX_PATH)
+
+
+@contextmanager
+def running_nginx(root: Path, state: Path) -> Iterator[Served]:
+    """nginx serving ``root`` on a free loopback port, its config, pid and log in ``state``;
+    stopped on leaving (also benchmarks/remote.py's)."""
     port = free_port()
     # as root, nginx's worker would run as nobody, who cannot read pytest's private temporary folders
     user = "user root root;" if os.geteuid() == 0 else ""
     conf = state / "nginx.conf"
     conf.write_text(NGINX_CONF.format(user=user, state=state, port=port, root=root))
-    process = subprocess.Popen([nginx, "-c", str(conf), "-p", str(state), "-e", str(state / "error.log")],
+    process = subprocess.Popen([nginx_program(), "-c", str(conf), "-p", str(state), "-e", str(state / "error.log")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", process, "nginx")
         yield Served(f"http://127.0.0.1:{port}", root)
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def nginx_server(tmp_path_factory) -> Served:
+    if nginx_program() is None:
+        pytest.skip("needs nginx (the Debian package; setup.sh --test installs it as root)")
+    with running_nginx(tmp_path_factory.mktemp("served"), tmp_path_factory.mktemp("nginx")) as served:
+        yield served
 
 
 @dataclass(frozen=True)

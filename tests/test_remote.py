@@ -7,6 +7,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import av
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, needs_ffmpeg
+from tests.servers import nginx_program, running_nginx
 from utils.config import VIDEO_EXTENSIONS, videos_in
 from utils.video.frame_index import first_frame_from, read_index
 from utils.video.remote import is_remote, list_remote, open_remote, redact, remote_size, unsupported_reason
@@ -191,6 +193,19 @@ def test_s3_credentials_come_from_a_profile(videos, in_bucket, s3_env, monkeypat
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     monkeypatch.setenv("AWS_PROFILE", "moto")
     assert remote_size(in_bucket["video.ts"]) == videos["video.ts"].stat().st_size
+
+
+@pytest.mark.nginx
+def test_nginx_stops_with_its_worker_and_leaves_no_process(tmp_path):
+    if nginx_program() is None:
+        pytest.skip("needs nginx (the Debian package; setup.sh --test installs it as root)")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "state").mkdir()
+    with running_nginx(tmp_path / "root", tmp_path / "state") as served:
+        master = int((tmp_path / "state" / "nginx.pid").read_text())
+        workers = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+        assert len(workers) == 1 and urllib.request.urlopen(served.url + "/").status == 200
+    assert not [pid for pid in [master, *workers] if Path(f"/proc/{pid}").exists()]
 
 
 def test_the_decoding_processes_stay_free_of_torch():

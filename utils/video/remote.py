@@ -24,7 +24,7 @@ import os
 import re
 import traceback
 from typing import NamedTuple, Optional
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec.caching import caches
@@ -67,9 +67,9 @@ def redact(url: str) -> str:
     """``url`` without its query string, fragment or user:password: what messages and logs may show."""
     if protocol_of(url) is None:
         return url
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    scheme, rest = url.split("://", 1)  # by hand: urlsplit raises on a malformed host
+    netloc, slash, path = re.split(r"[?#]", rest, maxsplit=1)[0].partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
