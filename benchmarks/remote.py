@@ -57,14 +57,15 @@ def decode(source) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def frames_per_second(open_source) -> float:
-    started = time.perf_counter()
+def frames_per_second(open_source) -> tuple[float, float]:
+    """(frames/s, CPU seconds of this process: the decoder's threads and the reads' together)."""
+    started, cpu = time.perf_counter(), time.process_time()
     if isinstance(open_source, str):
         frames = decode(open_source)
     else:
         with open_source() as file:
             frames = decode(file)
-    return frames / (time.perf_counter() - started)
+    return frames / (time.perf_counter() - started), time.process_time() - cpu
 
 
 def bytes_read(proxy: FaultProxy, url: str, size: int, policy: Policy, index: bool = False) -> tuple[int, int]:
@@ -132,12 +133,13 @@ def speed_table(root: Path, nginx: str, proxy: FaultProxy, policy: Policy, args)
                     rates[label, mode].append(rate)
     print(f"\n{args.seconds:g} s of 1280x720 30 fps H.264 (~4 Mbit/s) + AAC, size unknown (one HEAD); "
           f"frames/s decoding every frame, median of {args.rounds} interleaved rounds:\n")
-    print("| container | " + " | ".join(modes) + " | http / local | http + latency / local |")
-    print("|---|" + "---|" * (len(modes) + 2))
+    print("| container | " + " | ".join(modes) + " | http / local | http + latency / local | CPU s, local / http |")
+    print("|---|" + "---|" * (len(modes) + 3))
     for label in CONTAINERS:
-        local, _, http, slow = medians = [statistics.median(rates[label, mode]) for mode in modes]
+        local, _, http, slow = medians = [statistics.median(rate for rate, _ in rates[label, mode]) for mode in modes]
+        cpu = [statistics.median(seconds for _, seconds in rates[label, mode]) for mode in modes]
         print(f"| {label} | " + " | ".join(f"{rate:.0f}" for rate in medians)
-              + f" | {http / local:.2f} | {slow / local:.2f} |")
+              + f" | {http / local:.2f} | {slow / local:.2f} | {cpu[0]:.2f} / {cpu[2]:.2f} |")
 
 
 if __name__ == "__main__":

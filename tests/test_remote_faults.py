@@ -4,8 +4,11 @@ a cut connection, a stall) are retried a bounded number of times, and succeed wh
 passes; 403 and 404 are not retried; no message or log holds a signed URL's query string, a
 password in a URL, or the AWS secret key."""
 import logging
+import threading
 import time
 import traceback
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import av
 import pytest
@@ -99,6 +102,26 @@ def test_a_file_cut_off_midway_fails_after_its_first_frames(faststart, faults, c
     kb = round(2 * BLOCK / 1000), round(size / 1000)
     assert str(caught.value) == "connection closed mid-response at {} KB of {} KB (3 attempts)".format(*kb)
     assert "PyAV" not in capfd.readouterr().err  # "PyAV library exception being dropped" and its traceback
+
+
+class _WholeFiles(SimpleHTTPRequestHandler):
+    """Python's own file server, which ignores Range headers: every GET sends the whole file."""
+
+    def log_message(self, format, *args) -> None:  # noqa: A002
+        pass
+
+
+def test_a_server_that_ignores_byte_ranges_is_named_not_downloaded_per_block(video):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_WholeFiles, directory=str(video[0].parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        error = failure(f"http://127.0.0.1:{server.server_address[1]}/{video[0].name}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(error) == "the server ignores byte ranges (it sent the whole file for a part of it) at 0 KB of " \
+        f"{round(video[0].stat().st_size / 1000)} KB"
 
 
 def test_no_server_at_all_is_retried_then_named(video):
