@@ -18,6 +18,20 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
   fi
 fi
 
+# nginx for tests/test_remote.py, which starts and stops its own on a free port with a config of
+# its own: the package's scripts must neither start it (port 80) nor enable it at boot.
+install_nginx() {
+  dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "ok installed" && return
+  local policy=/usr/sbin/policy-rc.d added=""
+  if [ ! -e "$policy" ]; then  # Debian's way to keep a package's scripts from starting its daemon
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null \
+    || echo "note: nginx could not be installed; the tests that need it are skipped" >&2
+  [ -z "$added" ] || rm -f "$policy"
+  update-rc.d nginx disable >/dev/null 2>&1 || true
+}
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 # the project itself, editable: the Python API imports from any folder (requirements are above)
@@ -27,5 +41,6 @@ if [ "${1:-}" = "--test" ]; then
   # a one-node Slurm cluster for tests/test_scale_out.py (the tests start and stop it; skipped without)
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     bash tests/slurm_cluster.sh install
+    install_nginx
   fi
 fi

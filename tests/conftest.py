@@ -8,7 +8,7 @@ from unittest import mock
 import pytest
 import torch
 
-pytest_plugins = ["tests.slurm"]  # the slurm_cluster fixture
+pytest_plugins = ["tests.slurm", "tests.servers"]  # the slurm_cluster fixture; nginx, S3 and fault proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_A = str(ROOT / "sample" / "a.mp4")  # 1280x720, 25 fps, 132 frames
@@ -16,7 +16,7 @@ SAMPLE_B = str(ROOT / "sample" / "b.mp4")  # 480x270, 29.97 fps, 158 frames
 FRAME_COUNTS = {SAMPLE_A: 132, SAMPLE_B: 158}
 
 needs_ffmpeg = pytest.mark.ffmpeg  # the test runs the ffmpeg program; skipped where there is none
-TOOL_MARKERS = ("ffmpeg", "slurm")  # tests that need a program CI has: .ci/run fails if one is skipped
+TOOL_MARKERS = ("ffmpeg", "slurm", "nginx")  # tests that need a program CI has: .ci/run fails if one is skipped
 SKIPPED_TOOL_TESTS_FILE = "SKIPPED_TOOL_TESTS_FILE"  # where .ci/run has their names written
 
 

@@ -19,9 +19,13 @@ cut away, which the decoder drops, so the frames shown before the first one it g
 Whether a decoder started at a key frame gives that frame first is a property of the stream, not
 of its packets: a recovery point (x264's intra refresh) is flagged as a key frame, yet the decoder
 drops the frames after it until the picture is rebuilt. ``first_frame_from`` tells.
+
+A video is given by its path, or by an opener: a callable that returns a new file object each time
+(``lambda: open_remote(url, size)``), since each pass reads it from the start.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import BinaryIO, Callable, Optional, Union
 
 import av
 import numpy as np
@@ -34,6 +38,19 @@ MAX_REORDER = 32
 # Packets decoded to find the first frame a decoder gives: a clean start gives it within the
 # decoder's reordering delay; a recovery point (intra refresh) drops a whole refresh period.
 PROBE_PACKETS = 2 * MAX_REORDER
+
+Source = Union[str, Callable[[], BinaryIO]]  # a path, or an opener of a new file object
+
+
+@contextmanager
+def _opened(source: Source):
+    """The container of a path, or of a file object from an opener (closed after it)."""
+    if not callable(source):
+        with av.open(source) as container:
+            yield container
+        return
+    with source() as file, av.open(file) as container:
+        yield container
 
 
 @dataclass(frozen=True)
@@ -65,10 +82,10 @@ class FrameIndex:
         return max((cut for cut in self.cuts if cut.position <= position), key=lambda cut: cut.position)
 
 
-def read_index(path: str, stream_index: int) -> Optional[FrameIndex]:
+def read_index(path: Source, stream_index: int) -> Optional[FrameIndex]:
     """The index of the file's video stream ``stream_index``, or None when its timestamps cannot
     number the frames (then it is decoded in one piece)."""
-    with av.open(path) as container:
+    with _opened(path) as container:
         stream = container.streams.video[stream_index]
         packets = [(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard)
                    for packet in container.demux(stream) if packet.size]
@@ -110,11 +127,11 @@ def packets_from(container, stream, cut: Optional[Cut]):
     yield from packets
 
 
-def first_frame_from(path: str, stream_index: int, cut: Optional[Cut]) -> Optional[int]:
+def first_frame_from(path: Source, stream_index: int, cut: Optional[Cut]) -> Optional[int]:
     """The pts of the first frame a decoder started at ``cut`` (None: the file's start) gives, of
     those shown from the cut on; None when none comes within PROBE_PACKETS packets. At a clean cut
     it is the cut's own frame."""
-    with av.open(path) as container:
+    with _opened(path) as container:
         stream = container.streams.video[stream_index]
         stream.codec_context.thread_count = 1  # frame threads would only delay the first frame
         codec = stream.codec_context
