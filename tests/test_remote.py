@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, needs_ffmpeg
 from tests.servers import nginx_program, running_nginx
-from video_features.utils.config import VIDEO_EXTENSIONS, videos_in
+from video_features.utils.run.inputs import VIDEO_EXTENSIONS, videos_in
 from video_features.utils.video.frame_index import first_frame_from, read_index
 from video_features.utils.video.remote import (
     is_remote,
