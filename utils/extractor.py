@@ -11,7 +11,7 @@ pipeline that feeds it, and the options (utils/options.py), which it checks as t
 import dataclasses
 import inspect
 import weakref
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -71,7 +71,8 @@ class Extractor:
         options = self.options
         decoding = DecodeSettings(self.plan, SlotLayout(self.checkpoint.preprocessing, options.crops),
                                   options.extraction_fps, options.fps_method.value, options.tmp_folder,
-                                  options.keep_tmp_files, max_segments=1, min_segment_seconds=MIN_SEGMENT_SECONDS)
+                                  options.keep_tmp_files, max_segments=1, min_segment_seconds=MIN_SEGMENT_SECONDS,
+                                  remote=options.remote_policy)
         workers = resolve_decode_workers(options.decode_workers, self.device.type, self.share.cores)
         return Pipeline(self.inference, decoding, self.feature_type, options.batch_size, workers, self.share.cores,
                         self.recipe.crop_reduce, keep_logits=options.show_pred, keep_partial=options.keep_partial)
@@ -108,12 +109,15 @@ class Extractor:
             raise ExtractionError(f"{path}: {result.error}")
         return result.outputs
 
-    def extract_many(self, paths: Iterable[Union[str, VideoResult]], progress: bool = False) -> Iterator[VideoResult]:
+    def extract_many(self, paths: Iterable[Union[str, VideoResult]], progress: bool = False,
+                     sizes: Optional[Mapping[str, int]] = None) -> Iterator[VideoResult]:
         """One VideoResult per path, as each finishes; a video's error is in its result and the others
         go on. Windows of consecutive videos share batches. An item may also be a result the caller
         has decided on (a video it skips), passed on in its place; the paths are read lazily, as
-        decoding processes become free. ``progress`` shows a bar over the windows of long videos."""
-        return self.pipeline.extract_many(paths, progress)
+        decoding processes become free. ``progress`` shows a bar over the windows of long videos.
+        A path may be a URL (``https://``, ``s3://``; utils/video/remote.py); ``sizes``: the bytes of
+        URLs, where known, which saves a request each."""
+        return self.pipeline.extract_many(paths, progress, sizes)
 
     def close(self) -> None:
         """Stops the decoding processes (a later extraction starts them again)."""

@@ -17,6 +17,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from video_features.utils.errors import SettingsError
 from video_features.utils.frames.crops import CROP_COUNTS
+from video_features.utils.video.remote_retry import DEFAULT_POLICY, Policy
 
 
 class FpsMethod(str, Enum):
@@ -112,6 +113,10 @@ class Options:
         None, "the Python package that registers the feature type; null = the one its config in "
         "configs/feature_type/ names"
     )
+    remote_attempts: int = option(
+        4, "tries of a request for a URL's bytes: errors that pass (5xx, a reset, a timeout) are retried with "
+        "backoff, others (404, 403) are not")
+    remote_timeout: float = option(30.0, "seconds without data before a request for a URL's bytes is given up")
     shard_id: int = option(0, "this process's part of the list: 0 .. num_shards - 1")
     num_shards: int = option(1, "split the list into this many disjoint parts (by path, whatever the input order)")
     claim_stale_seconds: float = option(
@@ -130,6 +135,12 @@ class Options:
     def tmp_folder(self) -> str:
         """Where fps_method=reencode writes: tmp_path, or a folder under output_path (a run writes only there)."""
         return self.tmp_path or os.path.join(self.output_path, ".tmp")
+
+    @property
+    def remote_policy(self) -> Policy:
+        """How hard a read of a URL tries (utils/video/remote_retry.py)."""
+        return Policy(attempts=self.remote_attempts, read_timeout=self.remote_timeout,
+                      connect_timeout=min(DEFAULT_POLICY.connect_timeout, self.remote_timeout))
 
     @property
     def saving(self) -> bool:
@@ -184,6 +195,8 @@ def check_options(options: Options) -> None:
     _positive(options, "claim_stale_seconds", kind=float, also=())
     _positive(options, "progress_seconds", kind=float, also=())
     _positive(options, "shard_videos", also=())
+    _positive(options, "remote_attempts", also=())
+    _positive(options, "remote_timeout", kind=float, also=())
     _positive(options, "shard_seconds", kind=float, also=())
     if not 0 <= options.shard_id < options.num_shards:
         raise SettingsError(f"shard_id must be in 0 .. num_shards - 1 = {options.num_shards - 1}, "

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from video_features.utils.console import say
+from video_features.utils.video.remote import redact
 
 BAR_SECONDS = 0.5  # how often the terminal's bar is redrawn
 
@@ -69,7 +70,7 @@ class ProgressReport:
                 f"windows, {rate:.1f} windows/s, {duration(elapsed)} elapsed")
         if total is not None and rate > 0 and done < self.videos:
             line += f", about {duration(max(0, total - progress.windows_done) / rate)} left"
-        reading = "; ".join(f"{path.rsplit('/', 1)[-1]}: {windows} of {expected} windows"
+        reading = "; ".join(f"{redact(path).rsplit('/', 1)[-1]}: {windows} of {expected} windows"
                             for path, windows, expected in progress.reading)
         return f"{line}; {reading}" if reading else line
 

@@ -2,7 +2,7 @@
 long as it does, and the extraction calls that use them (utils/pipeline/schedule.py)."""
 import contextlib
 import dataclasses
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Mapping, Optional, Union
 
 from video_features.utils.frames.device_feed import DeviceFeed
 from video_features.utils.network.runner import Inference
@@ -34,17 +34,19 @@ class Pipeline:
         self.progress = Progress()  # of the extraction call under way, or the last one
         self._decoding: Optional[tuple[DecoderPool, DeviceFeed]] = None
 
-    def extract_many(self, work: Iterable[Union[str, VideoResult]], progress: bool = False) -> Iterator[VideoResult]:
+    def extract_many(self, work: Iterable[Union[str, VideoResult]], progress: bool = False,
+                     sizes: Optional[Mapping[str, int]] = None) -> Iterator[VideoResult]:
         """Yields one VideoResult per item of ``work`` as each finishes (with several decoding
         processes, in about the input order). An item is a video's path, or the result of a video the
         caller has already decided on (skipped, failed), passed on in its place; the work is pulled
         only as decoding processes become free, so that what the caller does for a video (claiming it)
-        happens just before it is read. ``progress`` shows a bar over the windows of long videos."""
+        happens just before it is read. ``progress`` shows a bar over the windows of long videos;
+        ``sizes``: the bytes of URLs where a listing gave them."""
         pool, feed = self._started()
         self.progress = Progress()
         batches = Batches(self.inference, feed, self.batch_size, self.crop_reduce, self.keep_logits)
         try:
-            yield from Schedule(self, pool, batches, SlotReturns(pool, feed), work, progress).run()
+            yield from Schedule(self, pool, batches, SlotReturns(pool, feed), work, progress, sizes).run()
         except BaseException:
             # stopped part-way (an error, Ctrl-C, a caller that stopped reading): the processes may still
             # be decoding its videos, so they stop now and the next call starts new ones; an error in

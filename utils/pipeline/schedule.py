@@ -11,7 +11,7 @@ import dataclasses
 import os
 import warnings
 from collections import deque
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Optional, Union
 
 from tqdm import tqdm
 
@@ -36,6 +36,7 @@ from video_features.utils.video.protocol import (
     Warned,
 )
 from video_features.utils.video.reader import check_input
+from video_features.utils.video.remote import redact
 
 if TYPE_CHECKING:
     from video_features.utils.pipeline.pipeline import Pipeline
@@ -45,9 +46,10 @@ LONG_VIDEO_WINDOWS = 20  # videos with more windows get their own progress bar
 
 class Schedule:
     def __init__(self, pipeline: "Pipeline", pool: DecoderPool, batches: Batches, slots: SlotReturns,
-                 work: Iterable[Union[str, VideoResult]], progress: bool):
+                 work: Iterable[Union[str, VideoResult]], progress: bool, sizes: Optional[Mapping[str, int]] = None):
         self.pipeline, self.pool, self.batches, self.slots = pipeline, pool, batches, slots
         self.work = iter(work)
+        self.sizes = sizes or {}  # bytes of the URLs a listing gave: their readers need not ask
         self.progress = progress
         self.pulled = 0  # videos pulled from the work so far: the next one's number
         self.paths: dict[int, str] = {}
@@ -124,7 +126,7 @@ class Schedule:
                 self.results.append(VideoResult(item, error=str(error)))
                 continue
             self.paths[number], self.attempts[number] = item, 0
-            return OpenVideo(number, 0, item)
+            return OpenVideo(number, 0, item, size=self.sizes.get(item))
         return None
 
     def _current(self, message) -> Optional[VideoInFlight]:
@@ -163,14 +165,14 @@ class Schedule:
         bar = None
         expected = plan.count(message.estimated_frames) if message.estimated_frames else None
         if self.progress and expected and expected >= LONG_VIDEO_WINDOWS:
-            bar = tqdm(total=expected, desc=os.path.basename(path), unit="window", leave=False)
+            bar = tqdm(total=expected, desc=os.path.basename(redact(path)), unit="window", leave=False)
         boundaries = frozenset(s.next_first for s in message.segments if s.next_first is not None)
         self.videos[message.video] = VideoInFlight(
             path, message.attempt, message.fps, message.completeness, assemblers, bar, segments=len(message.segments),
             boundaries=boundaries, decoded_whole=self.decoded_whole.get(message.video), expected_windows=expected,
             fewer_segments=message.fewer_segments)
         for segment in message.segments[1:]:
-            self.ready.append(DecodeSegment(message.video, message.attempt, path, segment))
+            self.ready.append(DecodeSegment(message.video, message.attempt, path, segment, size=message.size))
 
     def _slot_filled(self, worker: int, message: SlotFilled) -> None:
         video = self._current(message)
@@ -222,7 +224,8 @@ class Schedule:
             video.close()
             self.batches.drop(video)
         self.attempts[number] += 1
-        self.ready.appendleft(OpenVideo(number, self.attempts[number], self.paths[number]))
+        path = self.paths[number]
+        self.ready.appendleft(OpenVideo(number, self.attempts[number], path, size=self.sizes.get(path)))
 
     def _take_results(self) -> Iterator[VideoResult]:
         """The results of skipped or failed videos, and of the videos whose every window is through."""

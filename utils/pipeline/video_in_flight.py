@@ -14,6 +14,7 @@ from video_features.utils.errors import PartialVideo, VideoFeaturesWarning
 from video_features.utils.frames.windows import Window, WindowAssembler
 from video_features.utils.video.completeness import Completeness, DecodeStats
 from video_features.utils.video.protocol import FewerSegments, SlotFilled
+from video_features.utils.video.remote import redact
 
 
 @dataclass
@@ -100,11 +101,11 @@ class VideoInFlight:
             self.error = "; ".join(problems)
             return None
         if problems:
-            warnings.warn(f"{self.path}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo)
+            warnings.warn(f"{redact(self.path)}: {'; '.join(problems)} (kept: keep_partial=true)", PartialVideo)
         padded = assembler.finish()
         if padded is not None:
             warnings.warn(
-                f"{self.path}: {self.frame_count} frame{'s' * (self.frame_count != 1)} is shorter than one "
+                f"{redact(self.path)}: {self.frame_count} frame{'s' * (self.frame_count != 1)} is shorter than one "
                 f"window of {assembler.plan.stack}; the last frame is repeated to fill it",
                 VideoFeaturesWarning,
             )

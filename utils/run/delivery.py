@@ -13,6 +13,7 @@ from video_features.utils.run.destinations import ParquetShards, PerVideoFiles, 
 from video_features.utils.store.claims import Claims
 from video_features.utils.store.outputs import OutputState
 from video_features.utils.store.printing import describe_outputs, describe_predictions
+from video_features.utils.video.remote import redact
 
 __all__ = ["Delivery", "Skip"]
 
@@ -74,17 +75,17 @@ class Delivery:
         where so: this one, or with Parquet shards those of a shard just committed (none until then).
         BrokenPipeError when nobody reads the printed ones."""
         if self.destination is None:
-            tqdm.write(describe_outputs(result.path, result.outputs))
+            tqdm.write(describe_outputs(redact(result.path), result.outputs))
             finished = [result]
         else:
             finished = self.destination.add(self.names[result.path], result)
         if self.show_pred:
             predictions = describe_predictions(result.logits, result.outputs["timestamps_ms"], self.class_names())
-            tqdm.write(f"{result.path}: top-5 classes per window\n{predictions}")
+            tqdm.write(f"{redact(result.path)}: top-5 classes per window\n{predictions}")
         return finished
 
     def leave_to_new_owner(self, result: VideoResult) -> None:
-        warnings.warn(f"{result.path}: another process took its claim over (it judged it stale); "
+        warnings.warn(f"{redact(result.path)}: another process took its claim over (it judged it stale); "
                       "its outputs are left to that process, not saved", VideoFeaturesWarning)
 
     def release(self, path: str) -> None:

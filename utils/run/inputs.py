@@ -1,13 +1,13 @@
 """What a run's inputs are: the videos that video_paths and file_with_video_paths name (folders
-stand for the videos under them), and this process's shard of them."""
+stand for the videos under them; a URL ending in / for those under it, utils/video/remote.py), and
+this process's shard of them."""
 import os
-import re
 from typing import Optional
 
-from video_features.utils.errors import SettingsError
+from video_features.utils.errors import SettingsError, VideoError
 from video_features.utils.options import Options
-
-URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # an input given as a URL (not supported: unsupported())
+from video_features.utils.video.remote import canonical, list_remote, protocol_of, redact, unsupported_reason
+from video_features.utils.video.remote_retry import Policy
 
 # What a folder given as an input contributes: its files with these extensions (any case)
 VIDEO_EXTENSIONS = (".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".mxf",
@@ -23,9 +23,14 @@ def given_paths(options: Options) -> list[str]:
 
 
 def video_paths(options: Options) -> list[str]:
+    return listed_videos(options)[0]
+
+
+def listed_videos(options: Options) -> tuple[list[str], dict[str, int]]:
     """The input videos: video_paths then the lines of file_with_video_paths, each folder among them
     replaced by the videos under it; a file given twice, however spelled (``a.mp4``, ``./a.mp4``, a
-    link to it), is kept once, as first spelled."""
+    link to it; a URL with another query string), is kept once, as first spelled. With them, the
+    bytes of the URLs a listing gave (their readers need not ask)."""
     paths = given_paths(options)
     if options.file_with_video_paths is not None:
         listed = _listed_paths(str(options.file_with_video_paths))
@@ -36,13 +41,30 @@ def video_paths(options: Options) -> list[str]:
     if not paths:
         raise SettingsError("no videos given: set video_paths=... or file_with_video_paths=...")
     unique: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for path in paths:
-        for video in videos_in(path) if os.path.isdir(path) else [path]:
-            unique.setdefault(os.path.realpath(video), video)
+        if protocol_of(path) is None:
+            for video in videos_in(path) if os.path.isdir(path) else [path]:
+                unique.setdefault(os.path.realpath(video), video)
+            continue
+        for url, size in _remote_videos(path, options.remote_policy):
+            unique.setdefault(redact(url), url)
+            if size is not None:
+                sizes[url] = size
     if not unique:
-        raise SettingsError(f"no videos in {', '.join(paths)} "
+        raise SettingsError(f"no videos in {', '.join(map(redact, paths))} "
                             f"(videos are files ending in {', '.join(VIDEO_EXTENSIONS)})")
-    return list(unique.values())
+    return list(unique.values()), sizes
+
+
+def _remote_videos(url: str, policy: Policy) -> list[tuple[str, Optional[int]]]:
+    """A URL, or the videos under a folder's URL (ending in /) with their sizes where listed."""
+    if not url.endswith("/"):
+        return [(url, None)]
+    try:
+        return list(list_remote(url, VIDEO_EXTENSIONS, policy))
+    except VideoError as error:  # a folder given that cannot be listed: the option is wrong, or the server
+        raise SettingsError(f"{redact(url)}: cannot list it: {error}") from None
 
 
 def videos_in(folder: str) -> list[str]:
@@ -84,15 +106,17 @@ def check_files(options: Options) -> None:
     if list_file is not None and not os.path.exists(list_file):
         raise SettingsError(f"file_with_video_paths={list_file}: No such file or directory")
     for path in given_paths(options):
-        if not os.path.lexists(path) and not URL.match(path):
+        if protocol_of(path) is None and not os.path.lexists(path):
             raise SettingsError(f"video_paths: {path}: no such file or folder")
+        if protocol_of(path) is not None and unsupported(path):
+            raise SettingsError(f"video_paths: {redact(path)}: {unsupported(path)}")
 
 
 def missing_videos(paths: list[str], shown: int = 3) -> Optional[str]:
     """A line saying which of ``paths`` (local files) are not there, or None. A list of a million is
     checked in a thread while the model loads: each missing video still fails in its turn, but the
     user learns of them at the start, not hours into the run."""
-    missing = [path for path in paths if not URL.match(path) and not os.path.lexists(path)]
+    missing = [path for path in paths if protocol_of(path) is None and not os.path.lexists(path)]
     if not missing:
         return None
     first = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
@@ -102,15 +126,15 @@ def missing_videos(paths: list[str], shown: int = 3) -> Optional[str]:
 
 
 def unsupported(path: str) -> Optional[str]:
-    """Why an input cannot be read at all, or None."""
-    if URL.match(path):
-        return "URLs are not supported; download the video and give its path"
-    return None
+    """Why an input cannot be read at all (a URL of a protocol with no reader here), or None."""
+    if protocol_of(path) is None:
+        return None
+    return unsupported_reason(path)
 
 
 def shard(paths: list[str], shard_id: int, num_shards: int) -> list[str]:
     """This shard's part of the list, in the input order: every num_shards-th video in the order of
     their absolute paths, so that the shards are disjoint, cover the list and do not depend on the
     order of the inputs."""
-    mine = set(sorted(paths, key=os.path.abspath)[shard_id::num_shards])
+    mine = set(sorted(paths, key=canonical)[shard_id::num_shards])
     return [path for path in paths if path in mine]

@@ -14,6 +14,7 @@ from video_features.utils.progress import Progress, ProgressReport
 from video_features.utils.run.exit_codes import EXIT_DONE, EXIT_FAILED
 from video_features.utils.store.runlog import RunLog
 from video_features.utils.video.protocol import FewerSegments
+from video_features.utils.video.remote import redact
 
 
 class Outcome(str, Enum):
@@ -91,7 +92,7 @@ class Report:
             self.log.video(result.path, outcome.value, windows, result.seconds, result.error, result.decoded_whole,
                            result.segments, fewer)
         if outcome == Outcome.FAILED:
-            say(f"error: {result.path}: {result.error}")
+            say(f"error: {redact(result.path)}: {result.error}")
 
     def end(self, exit_code: int) -> None:
         if self.log is not None:

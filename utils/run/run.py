@@ -14,7 +14,7 @@ from video_features.utils.machine import MachineShare
 from video_features.utils.options import Options
 from video_features.utils.pipeline.video_in_flight import VideoResult
 from video_features.utils.run.delivery import Delivery, Skip
-from video_features.utils.run.inputs import missing_videos, shard, unsupported, video_paths
+from video_features.utils.run.inputs import listed_videos, missing_videos, shard, unsupported
 from video_features.utils.run.report import Outcome, Report, RunSummary
 from video_features.utils.store.names import output_names
 from video_features.utils.store.runlog import RunLog
@@ -49,7 +49,7 @@ class Run:
     def __init__(self, options: Options, share: Optional[MachineShare] = None):
         """``share``: this job's share of its machine (utils/machine.py), for a sweep's job."""
         self.options = options
-        listed = video_paths(options)
+        listed, self.sizes = listed_videos(options)
         self.paths = shard(listed, options.shard_id, options.num_shards)
         self._missing_check = threading.Thread(target=self._say_missing, name="missing videos", daemon=True)
         self._missing_check.start()
@@ -86,7 +86,8 @@ class Run:
                                           options.progress_seconds, lambda: self.extractor.progress) as bars:
             # closed on the way out, also when interrupted while saving: the decoding processes stop
             # before close() gives up the claims, so no video is claimed after that
-            with contextlib.closing(self.extractor.extract_many(self._work(), progress=bars)) as results:
+            work = self.extractor.extract_many(self._work(), progress=bars, sizes=self.sizes)
+            with contextlib.closing(work) as results:
                 for result in results:
                     self._account(result)
             self._finish(self.delivery.flush())  # the last shard: its videos are done once it is committed

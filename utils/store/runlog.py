@@ -26,6 +26,7 @@ import av
 import torch
 
 from video_features.utils.errors import VideoFeaturesWarning
+from video_features.utils.video.remote import canonical
 
 RUNS_FOLDER = ".runs"
 
@@ -64,7 +65,7 @@ class RunLog:
     def video(self, path: str, status: str, windows: Optional[int] = None, seconds: Optional[float] = None,
               error: Optional[str] = None, decoded_whole: Optional[str] = None, segments: Optional[int] = None,
               fewer_segments: Optional[str] = None) -> None:
-        self._write_later(event="video", path=os.path.abspath(path), status=status, windows=windows,
+        self._write_later(event="video", path=canonical(path), status=status, windows=windows,
                           seconds=None if seconds is None else round(seconds, 3), error=error,
                           decoded_whole=decoded_whole, segments=segments, fewer_segments=fewer_segments)
 

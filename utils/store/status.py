@@ -18,6 +18,7 @@ from video_features.utils.store.names import output_names
 from video_features.utils.store.outputs import OutputState, OutputStore
 from video_features.utils.store.runlog import RUNS_FOLDER, read_records
 from video_features.utils.store.shard_index import ShardIndex
+from video_features.utils.video.remote import canonical, redact
 
 OTHER_SETTINGS = "done with other settings"
 OUTCOMES = ("done", OTHER_SETTINGS, "failed", "not done")
@@ -87,14 +88,14 @@ def _outcomes(options: Options, feature_type: str, model_name: str, videos: list
             found = {check(names[video]) for check in checks}
         except OutputError as error:
             found = set()
-            lines.append(f"cannot check: {video}: {error}")
+            lines.append(f"cannot check: {redact(video)}: {error}")
         if OutputState.DONE in found:
             outcomes["done"] += 1
         elif OutputState.STALE in found:
             outcomes[OTHER_SETTINGS] += 1
-        elif last.get(os.path.abspath(video), {}).get("status") == "failed":
+        elif last.get(canonical(video), {}).get("status") == "failed":
             outcomes["failed"] += 1
-            lines.append(f"failed: {os.path.abspath(video)}: {last[os.path.abspath(video)]['error']}")
+            lines.append(f"failed: {canonical(video)}: {last[canonical(video)]['error']}")
         else:
             outcomes["not done"] += 1
     return outcomes, lines

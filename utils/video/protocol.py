@@ -20,6 +20,7 @@ import numpy as np
 from video_features.utils.frames.slots import SlotLayout
 from video_features.utils.frames.windows import WindowPlan
 from video_features.utils.video.completeness import Completeness, DecodeStats
+from video_features.utils.video.remote_retry import DEFAULT_POLICY, Policy
 from video_features.utils.video.segments import Segment
 
 
@@ -35,6 +36,7 @@ class DecodeSettings:
     keep_tmp_files: bool
     max_segments: int  # a long video is cut into at most this many segments
     min_segment_seconds: float
+    remote: Policy = DEFAULT_POLICY  # how hard a read of a URL tries
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class OpenVideo:
     attempt: int
     path: str
     threads: int = 1  # FFmpeg's decoding threads
+    size: Optional[int] = None  # bytes of a URL's file, where known (no request to ask for it)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class DecodeSegment:
     path: str
     segment: Segment
     threads: int = 1
+    size: Optional[int] = None
 
 
 Task = Union[OpenVideo, DecodeSegment]
@@ -81,6 +85,7 @@ class Opened:
     completeness: Completeness
     segments: list[Segment]  # the first is decoded by the process that opened the video
     fewer_segments: Optional[FewerSegments] = None  # why fewer than asked, where they are
+    size: Optional[int] = None  # a URL's bytes, for the segments' readers
 
 
 @dataclass(frozen=True)

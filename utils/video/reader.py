@@ -1,13 +1,11 @@
 """Streaming video decoding with PyAV: the whole video, or a segment of it, at its own rate or resampled.
 
 Frames come out one at a time, so memory does not grow with the video's length. Resampling to
-``extraction_fps`` pushes the decoded frames through FFmpeg's own ``fps`` filter inside this
-process, so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps, without a
-temporary file. With ``only_used`` the H.264/HEVC frames no window uses and no other frame
-references are not even decoded (utils/video/numbering.py). A segment (utils/video/segments.py) starts at a key
-frame and numbers its frames as a decode of the whole video does. What a read owned is counted,
-so that a file whose frames end well before the end it declares (truncated), or whose frames the
-decoder flags as damaged, can be told (utils/video/completeness.py).
+``extraction_fps`` pushes the decoded frames through FFmpeg's own ``fps`` filter in this process,
+so the frames kept are exactly those ``ffmpeg -filter:v fps=fps=X`` keeps. With ``only_used`` the
+H.264/HEVC frames no window uses and no other frame references are not decoded (numbering.py). A
+segment (segments.py) starts at a key frame and numbers its frames as a decode of the whole video
+does. What a read owned is counted, so that truncation and damage can be told (completeness.py).
 """
 import os
 import stat
@@ -20,8 +18,10 @@ import av
 
 from video_features.utils.errors import VideoError, VideoFeaturesWarning
 from video_features.utils.video.completeness import Completeness, DecodeStats
-from video_features.utils.video.frame_index import FrameIndex, packets_from, read_index
+from video_features.utils.video.frame_index import FrameIndex, Source, packets_from, read_index
 from video_features.utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
+from video_features.utils.video.remote import is_remote, open_remote, protocol_of, redact
+from video_features.utils.video.remote_retry import DEFAULT_POLICY, Policy
 from video_features.utils.video.segments import Segment, whole
 
 
@@ -37,7 +37,10 @@ class Decoded:
 
 def check_input(path: str) -> None:
     """VideoError, before anything opens it, for a path that is not a readable regular file (a FIFO
-    or a device would block the reading process forever), or an empty one."""
+    or a device would block the reading process forever), or an empty one. A URL's faults are found
+    when it is opened (utils/video/remote.py)."""
+    if protocol_of(path) is not None:
+        return
     try:
         status = os.stat(path)
         mode = status.st_mode
@@ -71,13 +74,22 @@ def _rescale_nearest(pts: int, source: Fraction, target: Fraction) -> int:
 class VideoReader:
     """Decodes the first video stream of a file, optionally resampled to ``extraction_fps``."""
 
-    def __init__(self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0):
-        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core)."""
-        self.path = path
+    def __init__(self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0,
+                 size: Optional[int] = None, policy: Policy = DEFAULT_POLICY):
+        """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core).
+        A URL (``is_remote``) is read through a file object in ranged requests; ``size``: its bytes
+        where known, which saves asking for them; ``policy``: how hard its reads try."""
+        self.path, self.name = path, redact(path)  # name: what messages may show of it
         check_input(path)
+        self._policy = policy
+        self._file = open_remote(path, size, policy) if is_remote(path) else None
+        self.size = self._file.size if self._file is not None else None
         try:
-            self._container = av.open(path)
+            self._container = av.open(self._file if self._file is not None else path)
         except av.error.FFmpegError as error:
+            self._close_file()
+            if self._file is not None and self._file.failure is not None:  # the network's fault, not the file's
+                raise self._file.failure from None
             raise VideoError(f"cannot open: {_describe(error)}") from error
         if not self._container.streams.video:
             self._container.close()
@@ -149,11 +161,21 @@ class VideoReader:
         """The stream's frame index (read once: a pass over the file's packets); None when its
         timestamps cannot number the frames."""
         if not self._indexed:
-            self._index, self._indexed = read_index(self.path, 0), True
+            self._index, self._indexed = read_index(self.source, 0), True
         return self._index
+
+    @property
+    def source(self) -> Source:
+        """The file again, for a second reader of its packets: its path, or an opener of the URL."""
+        return (lambda: open_remote(self.path, self.size, self._policy)) if self._file is not None else self.path
 
     def close(self) -> None:
         self._container.close()
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self):
         return self
@@ -196,6 +218,8 @@ class VideoReader:
             # the end of what can be read, as a cut-off file's last packet is (whether the decoder says
             # so depends on its thread count): the completeness check tells truncation from damage
             self.stats.decode_error = message
+        if self._file is not None and self._file.failure is not None:  # the network failed, not the file
+            raise self._file.failure
         if previous is None:
             raise VideoError("no video frames could be decoded")
         if keep_last and previous[2] is None:
@@ -226,7 +250,7 @@ class VideoReader:
             time = float(frame.pts * frame.time_base) if frame.pts is not None else index / self.fps
             if last_seconds is not None and time <= last_seconds:
                 if not warned:
-                    warnings.warn(f"{self.path}: timestamps go back at frame {index}; "
+                    warnings.warn(f"{self.name}: timestamps go back at frame {index}; "
                                   "times from there on follow the frame order", VideoFeaturesWarning)
                     warned = True
                 time = last_seconds + (self._frame_seconds or 1 / self.fps)

@@ -72,6 +72,11 @@ def redact(url: str) -> str:
     return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
+def canonical(path: str) -> str:
+    """What logs and orderings call an input: a URL without its secrets, a path made absolute."""
+    return redact(path) if protocol_of(path) is not None else os.path.abspath(path)
+
+
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 

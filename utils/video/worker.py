@@ -41,6 +41,7 @@ from video_features.utils.video.protocol import (
 )
 from video_features.utils.video.reader import VideoReader
 from video_features.utils.video.reencode import reencode_to_fps
+from video_features.utils.video.remote import is_remote
 from video_features.utils.video.rgb import rgb_view
 from video_features.utils.video.segments import Segment, segment_count, split, whole
 
@@ -87,6 +88,9 @@ class Worker:
         out) and decodes the first. After a DecodeWhole: in one piece, every frame decoded."""
         settings = self.settings
         if settings.extraction_fps and settings.fps_method == "reencode":
+            if is_remote(task.path):
+                raise VideoError("fps_method=reencode reads local files only (the ffmpeg program re-encodes a "
+                                 "copy); use fps_method=filter")
             source = reencode_to_fps(task.path, settings.extraction_fps, settings.tmp_path)
             try:
                 reader = VideoReader(source, None, task.threads)
@@ -96,7 +100,7 @@ class Worker:
             finally:
                 if not settings.keep_tmp_files:
                     os.remove(source)
-        reader = VideoReader(task.path, settings.extraction_fps, task.threads)
+        reader = VideoReader(task.path, settings.extraction_fps, task.threads, task.size, settings.remote)
         segments, fewer = self.segments(task, reader)
         self.opened(task, reader, segments, fewer)
         return self.decode(task, task.path, segments[0], reader)
@@ -118,7 +122,7 @@ class Worker:
         planned = split(index, settings.plan, reader.time_base, reader.shift, settings.extraction_fps,
                         settings.max_segments, settings.min_segment_seconds)
         # a key frame a decoder does not start at cleanly (a recovery point) would restart every segment
-        if len(planned) > 1 and first_frame_from(task.path, 0, planned[1].cut) != planned[1].cut.pts:
+        if len(planned) > 1 and first_frame_from(reader.source, 0, planned[1].cut) != planned[1].cut.pts:
             return [whole(index)], FewerSegments.RECOVERY_POINTS
         if len(planned) == settings.max_segments:
             return planned, None
@@ -129,13 +133,13 @@ class Worker:
     def opened(self, task: OpenVideo, reader: VideoReader, segments: list[Segment],
                fewer: Optional[FewerSegments] = None) -> None:
         self.connection.send(Opened(task.video, task.attempt, reader.fps, reader.estimated_frames,
-                                    reader.completeness, segments, fewer))
+                                    reader.completeness, segments, fewer, reader.size))
 
     def decode(self, task: Task, path: str, segment: Segment, reader: Optional[VideoReader] = None) -> SegmentDone:
         """Sends the segment's frames, a slot at a time; returns its stats."""
         settings = self.settings
         if reader is None:
-            reader = VideoReader(path, settings.extraction_fps, task.threads)
+            reader = VideoReader(path, settings.extraction_fps, task.threads, task.size, settings.remote)
         plan, layout = settings.plan, settings.layout
         only_used = task.attempt == 0 and plan.leaves_frames_out
         stretch = Stretch(self, task, segment.number)
