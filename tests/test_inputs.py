@@ -58,13 +58,14 @@ def test_a_file_spelled_twice_is_one_video(tmp_path, monkeypatch):
     assert video_paths(make_options(video_paths=spellings)) == ["sample/a.mp4"]
 
 
-def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_output_path(tmp_path, monkeypatch, capsys,
-                                                                                       r21d_checkpoint):
+def test_unreadable_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_output_path(
+        tmp_path, monkeypatch, capsys, r21d_checkpoint):
     shutil.copy(SAMPLE_B, tmp_path / "b.mp4")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "list.txt").write_text("gone/v.mp4\nempty.mp4\n")  # a video of a list that has gone fails alone
+    # a video of a list that has gone fails alone; so does a URL of a protocol nothing here reads
+    (tmp_path / "list.txt").write_text("foo://host/v.mp4\ngone/v.mp4\nempty.mp4\n")
     (tmp_path / "empty.mp4").touch()
-    code = cli(*["video_paths=[b.mp4,./b.mp4,https://example.com/v.mp4]", "file_with_video_paths=list.txt",
+    code = cli(*["video_paths=[b.mp4,./b.mp4]", "file_with_video_paths=list.txt",
                  f"weights_path={r21d_checkpoint}", "device=cpu", "on_extraction=save_numpy", "output_path=out",
                  "stack_size=64", "step_size=64"])
     assert code == 1
@@ -72,14 +73,14 @@ def test_urls_and_missing_videos_cost_one_line_each_and_leave_nothing_under_outp
     assert [line for line in err if line.startswith("warning:")] == [
         "warning: 1 of the 4 videos to read is not there: gone/v.mp4 (each fails in its turn; the others are extracted)"]
     assert [line for line in err if not line.startswith("warning:")] == [
-        "error: https://example.com/v.mp4: URLs are not supported; download the video and give its path",
+        "error: foo://host/v.mp4: no reader for foo:// URLs",
         "error: gone/v.mp4: file not found",
         "error: empty.mp4: the file is empty (0 bytes)",
         "1 extracted, 0 skipped, 3 failed",
     ]
     folder = tmp_path / "out" / "r21d" / "r2plus1d_18_16_kinetics"
     assert sorted(p.name for p in folder.iterdir()) == ["b_fps.npy", "b_r21d.npy", "b_settings.json",
-                                                        "b_timestamps_ms.npy"]  # no empty folder gone/ nor https:/
+                                                        "b_timestamps_ms.npy"]  # no empty folder gone/ nor foo/
 
 
 @pytest.mark.parametrize("damage", ["truncated", "random bytes"])
@@ -142,3 +143,10 @@ def test_missing_videos_of_a_long_list_are_named_at_the_start_not_at_their_turn(
                "(each fails in its turn; the others are extracted)")
     assert warning in err and err.index(warning) < err.index("error: gone/0.mp4: file not found")
     assert done.stdout.count("r21d: shape") == 2  # the others were extracted
+
+
+def test_a_url_of_video_paths_that_nothing_here_reads_is_a_bad_option():
+    done = run_cli("video_paths=[gs://bucket/v.mp4]", "pretrained=false", "device=cpu")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: video_paths: gs://bucket/v.mp4: gs:// URLs need a package: "
+                                   "Please install gcsfs to access Google Storage")
