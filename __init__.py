@@ -18,6 +18,8 @@ _PUBLIC = {
     "SettingsError": "video_features.utils.errors",
     "WeightsError": "video_features.utils.errors",
     "DeviceError": "video_features.utils.errors",
+    "read_video": "video_features.utils.store.shard_index",
+    "export_hdf5": "video_features.utils.store.hdf5",
 }
 __all__ = list(_PUBLIC)
 

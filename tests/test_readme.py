@@ -40,6 +40,20 @@ def test_a_marked_readme_block_runs_as_written(number, tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
+def test_the_one_line_reads_of_parquet_files_run_as_written(tmp_path):
+    """The README's Parquet run, then its block of reads (pandas, datasets, DuckDB, Polars, read_video)."""
+    (run,) = [line for line in marked_blocks()[0].splitlines() if "on_extraction=save_parquet" in line]
+    reads = re.search(r"<!-- test -->\n```python\n(.*?)```", README, re.S).group(1)
+    env = user_folder(tmp_path)
+    done = subprocess.run(["bash", "-e", "-c", run], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    checks = "\nassert features.shape == (8, 512) and first.shape == (8, 512) and one['r21d'].shape == (8, 512)"
+    checks += "\nassert len(frame) == len(dataset) == len(windows) == 3 and dataset[0]['r21d'].shape[1] == 512\n"
+    done = subprocess.run([sys.executable, "-c", reads + checks], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_python_snippet_runs_from_any_folder(tmp_path):
     snippet = re.search(r"## Python API.*?```python\n(.*?)```", README, re.S).group(1)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # the project is installed

@@ -99,8 +99,9 @@ class Options:
         None, "where fps_method=reencode writes its re-encoded copies; null = {output_path}/.tmp"
     )
     keep_tmp_files: bool = option(False, "keep those copies")
-    video_paths: Any = option(None, "a video path or a list [a.mp4,b.mp4]")
-    file_with_video_paths: Optional[str] = option(None, "a text file with one video path per line")
+    video_paths: Any = option(None, "a video, a folder (every video under it) or a URL, or a list [a.mp4,b.mp4]")
+    file_with_video_paths: Optional[str] = option(
+        None, "a UTF-8 text file: a video, folder or URL per line (blank lines and # comments left out)")
     keep_partial: bool = option(
         False, "keep the features of a truncated or damaged video (with a warning) instead of failing it"
     )
