@@ -37,6 +37,11 @@ if ! "$PYTHON" -c 'import av, hydra, omegaconf' 2>/dev/null; then
     "$WHEELS"/*.whl
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# the working tree as the package video_features where it is not installed (the GPU machine's copy)
+if ! "$PYTHON" -c 'import video_features' 2>/dev/null; then
+  mkdir -p "$SITE/project" && ln -sfn "$PWD" "$SITE/project/video_features"
+  export PYTHONPATH="$SITE/project${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if [ "${1:-}" = "install" ]; then exit 0; fi
 "$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
 PYTHONUNBUFFERED=1 timeout 480 "$PYTHON" benchmarks/gpu_check.py "$@"

@@ -60,7 +60,7 @@ def test_the_gpu_check_installs_offline_on_a_bare_python_and_prints_every_cell_p
         [python, "benchmarks/gpu_check.py", "--device", "cpu", "--precision", "fp32", "--batch-size", "2",
          "--feature-types", "r21d", "--workers", "1", "--feed-seconds", "20", "--long-seconds", "30", "--clips", "2",
          "--min-seconds", "0.5", "--plant-failure", planted],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)}, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": f"{site}/project:{site}"}, timeout=600,
     )
     assert check.returncode == 0, check.stderr[-3000:]
     lines = check.stdout.splitlines()
