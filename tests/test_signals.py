@@ -52,7 +52,7 @@ def stop(process, number) -> tuple[float, list[str]]:
 # during the imports of main.py, antlr4's while the overrides are parsed, the network's package's
 # before the network is built and its weights read.
 PHASES = {"extension": r"\| +numpy\.dtypes$", "imports": r"\| +torch\.nn$", "options": r"\| antlr4\.",
-          "weights": r"\| models\.r21d\.network$"}
+          "weights": r"\| +video_features\.models\.r21d\.network$"}
 
 
 @pytest.mark.parametrize("phase, number", [
