@@ -122,7 +122,7 @@ class DecoderMemory:
                     for pid in open(children).read().split():
                         with contextlib.suppress(OSError):
                             status = open(f"/proc/{pid}/status").read()
-                            if "utils.video.worker" in open(f"/proc/{pid}/cmdline").read().replace("\0", " "):
+                            if "video_features.utils.video.worker" in open(f"/proc/{pid}/cmdline").read().replace("\0", " "):
                                 hwm = re.search(r"VmHWM:\s+(\d+)", status)
                                 self.peak_kib = max(self.peak_kib, int(hwm.group(1)) if hwm else 0)
             time.sleep(0.2)
@@ -156,7 +156,7 @@ def random_batch(extractor, batch_size: int):
 
     frame = extractor.preprocess(np.zeros((1, 720, 1280, 3), dtype=np.uint8))[0]
     channels, height, width = frame.shape[-3:]  # frame: (C, h, w), or (crops, C, h, w)
-    return torch.randn(batch_size * extractor.crops, channels, len(extractor.plan.offsets), height, width,
+    return torch.randn(batch_size * extractor.options.crops, channels, len(extractor.plan.offsets), height, width,
                        device=extractor.device)
 
 
@@ -176,12 +176,19 @@ def child_model_only(args) -> dict:
 
 
 def child_decode(args) -> dict:
+    import av
+
     from video_features.utils.video.reader import VideoReader
+    from video_features.utils.video.rgb import rgb_view
 
     extractor = build(args)
     start = time.perf_counter()
-    plan = extractor.plan
-    frames = sum(1 for _ in VideoReader(args.video, extractor.extraction_fps).frames(plan.uses, plan.leaves_frames_out))
+    plan, rgb, frames = extractor.plan, av.video.reformatter.VideoReformatter(), 0
+    with VideoReader(args.video, extractor.options.extraction_fps) as reader:
+        for decoded in reader.decoded(plan.uses, plan.leaves_frames_out):
+            if decoded.wanted and decoded.frame is not None:
+                rgb_view(rgb, decoded.frame)
+            frames += 1
     seconds = time.perf_counter() - start
     return {"windows_per_s": extractor.plan.count(frames) / seconds}
 
