@@ -18,16 +18,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.benchmark import machine, make_video  # noqa: E402
+from benchmarks.common import machine, make_video  # noqa: E402
 
 DECODERS = ("pyav", "ffmpeg-pipe", "opencv")
 
 
 def decode_pyav(path: str) -> int:
-    from video_features.utils.video.reader import VideoReader
+    import av
 
+    from video_features.utils.video.reader import VideoReader
+    from video_features.utils.video.rgb import rgb_view
+
+    rgb = av.video.reformatter.VideoReformatter()
     with VideoReader(path) as reader:
-        return sum(1 for _ in reader.frames())
+        return sum(1 for decoded in reader.decoded() if rgb_view(rgb, decoded.frame) is not None)
 
 
 def decode_ffmpeg_pipe(path: str) -> int:
