@@ -69,6 +69,13 @@ def test_a_sweep_runs_every_job_and_leaves_no_hydra_folders(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no outputs/, multirun/ or .hydra/
 
 
+def test_every_job_of_a_sweep_in_one_process_warns_of_its_random_weights(tmp_path):
+    result = run_cli("-m", "step_size=100,200", f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu",
+                     f"output_path={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning: pretrained=false: the network has random weights") == 2, result.stderr
+
+
 def test_a_sweep_with_a_failed_video_exits_1_naming_the_job(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")

@@ -149,3 +149,10 @@ def test_a_bad_api_option_is_the_command_lines_one_line(options, line):
     (key, value), = options.items()
     done = run_cli(f"{key}={value}", f"video_paths=[{SAMPLE_B}]", "pretrained=false", "device=cpu")
     assert done.returncode == 2 and done.stderr.strip() == f"error: {line}"
+
+
+def test_the_apis_warnings_are_one_line_as_the_command_lines(tmp_path):
+    script = "from video_features import Extractor\nExtractor('r21d', device='cpu', pretrained=False)\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "warning: pretrained=false: the network has random weights, so its features are meaningless\n"

@@ -88,6 +88,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_with_exit_143(tmp_path, r21d_checkpo
         r"\(run the same command again to finish\)", lines[0]), lines
     assert not list(out.rglob("*.claim")) and not list(out.rglob(".tmp-*"))
     assert [(r["event"], r.get("exit_code")) for r in read_records(str(out))] == [("start", None), ("end", 143)]
+    assert [p.name for p in out.iterdir()] == [".runs"]  # the folders its claims made are gone with them
 
 
 # A shell's pipeline `main.py ... | READER` in a process group of its own, as a terminal runs it: the
