@@ -13,6 +13,7 @@ import zipfile
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_B, run_cli
+from tests.test_hydra import TINY_PACKAGE
 from video_features import Extractor
 from video_features.utils.errors import SettingsError
 from video_features.utils.options import OPTIONS
@@ -55,29 +56,7 @@ USERS_PACKAGES = {
     "utils/__init__.py": "WHO = 'the user'\n",
     "models/__init__.py": "WHO = 'the user'\n",
     # a network of the user's, registered as a feature type, whose code imports the user's own utils
-    "usernet/__init__.py": """
-import utils
-from torch import nn
-from video_features.models.registry import Checkpoint, Family, register
-from video_features.utils.frames.preprocessing import Preprocessing
-
-assert utils.WHO == 'the user'
-
-
-class MeanColour(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.head = nn.Linear(3, 400)
-
-    def forward(self, clips):
-        features = clips.mean((2, 3, 4))
-        return features, self.head(features)
-
-
-register(Family("usernet", (Checkpoint("usernet_4", architecture="mean", url="https://example.invalid/u.pth",
-                stack_size=4, step_size=4, preprocessing=Preprocessing(32, 32, round, (0.5,) * 3, (0.5,) * 3),
-                classes="kinetics400"),), build_network=lambda checkpoint: MeanColour()))
-""",
+    "usernet/__init__.py": "import utils\n\nassert utils.WHO == 'the user'\n" + TINY_PACKAGE.replace('"tiny', '"usernet'),
     "conf/feature_type/usernet.yaml": "# @package _global_\nfeature_type: usernet\nmodel_package: usernet\n",
 }
 
