@@ -15,8 +15,6 @@ from video_features.utils.store.outputs import OutputState
 from video_features.utils.store.printing import describe_outputs, describe_predictions
 from video_features.utils.video.remote import redact
 
-__all__ = ["Delivery", "Skip"]
-
 
 class Delivery:
     def __init__(self, options: Options, names: dict[str, str], output_dir: str, settings: dict,

@@ -13,7 +13,8 @@ from video_features.utils.extractor import Extractor
 from video_features.utils.machine import MachineShare
 from video_features.utils.options import Options
 from video_features.utils.pipeline.video_in_flight import VideoResult
-from video_features.utils.run.delivery import Delivery, Skip
+from video_features.utils.run.delivery import Delivery
+from video_features.utils.run.destinations import Skip
 from video_features.utils.run.inputs import listed_videos, missing_videos, shard, unsupported
 from video_features.utils.run.report import Outcome, Report, RunSummary
 from video_features.utils.store.names import output_names
