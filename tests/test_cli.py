@@ -100,7 +100,7 @@ BAD_OPTIONS = [  # the options and the whole line; a regex ends with .* where th
     (["decode_workers=0"], re.escape("error: decode_workers must be a positive integer or auto, got 0")),
     (["extraction_fps=0"], re.escape("error: extraction_fps must be a positive number or null, got 0.0")),
     (["on_extraction=save_hdf5"],
-     re.escape("error: on_extraction: Invalid value 'save_hdf5', expected one of [print, save_numpy, save_pickle]")),
+     re.escape("error: on_extraction: Invalid value 'save_hdf5', expected one of [print, save_numpy, save_pickle, save_parquet]")),
     (["device=tpu"], re.escape("error: device must be auto, cpu, cuda or cuda:N; got 'tpu'")),
     (["precision=fp16"],
      re.escape("error: precision=fp16 needs a CUDA device (a CPU emulates it: 128x slower); on a CPU use bf16 or fp32")),
