@@ -58,14 +58,14 @@ class OutputStore:
         for key in keys:
             try:
                 self.load(name, key)
-            except (FileNotFoundError, *NOT_AN_ARRAY):
+            except (FileNotFoundError, NotADirectoryError, *NOT_AN_ARRAY):  # not there (a file where a folder would be)
                 return OutputState.MISSING
             except Exception as error:
                 raise OutputError(_cause(error, self.path(name, key))) from error
         try:
             with open(self.settings_path(name), encoding="utf-8") as file:
                 recorded = json.load(file)
-        except (FileNotFoundError, ValueError):  # no record, or one cut short
+        except (FileNotFoundError, NotADirectoryError, ValueError):  # no record, or one cut short
             return OutputState.STALE
         except OSError as error:
             raise OutputError(_cause(error, self.settings_path(name))) from error
