@@ -23,7 +23,7 @@ def _file_mode() -> int:
 def _temporary_file(path: str) -> tuple[int, str]:
     """A new empty file beside ``path``, named so that remove_stale_temporary_files knows its writer:
     ``.tmp-{host}-{pid}-{random}-{basename}``; its open handle and its path."""
-    folder = os.path.dirname(path)
+    folder = os.path.dirname(path) or "."  # a bare file name: the current folder
     os.makedirs(folder, exist_ok=True)
     prefix = f"{TMP_PREFIX}{HOST}-{os.getpid()}-"
     return tempfile.mkstemp(prefix=prefix, suffix="-" + os.path.basename(path), dir=folder)
