@@ -35,16 +35,16 @@ def say(line: str) -> None:
 def library_warnings_as_lines() -> None:
     """From now on the library's warnings show as the command line shows them, ``warning: ...`` on
     a line of their own, without the file and source line of the call that warned; others as
-    before. Kept where set already (the command line shows every warning so)."""
-    previous = warnings.showwarning
+    before. Only their text changes (``warnings.formatwarning``): a caller that records warnings
+    (``warnings.catch_warnings(record=True)``, ``pytest.warns``) still gets them."""
+    previous = warnings.formatwarning
     if getattr(previous, "one_line", False):
         return
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def format_warning(message, category, filename, lineno, line=None):
         if issubclass(category, VideoFeaturesWarning):
-            say(f"warning: {message}")
-        else:
-            previous(message, category, filename, lineno, file, line)
+            return f"warning: {message}\n"
+        return previous(message, category, filename, lineno, line)
 
-    show.one_line = True
-    warnings.showwarning = show
+    format_warning.one_line = True
+    warnings.formatwarning = format_warning

@@ -31,9 +31,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     say(f"warning: {message}")  # on its own line, not glued to a progress bar
 
 
-_show_warning.one_line = True
-
-
 def run_job(cfg: DictConfig, share: Optional[MachineShare] = None) -> int:
     """One job: the run of one configuration; returns its exit code. Ctrl-C (SIGTERM, SIGHUP) ends
     the process with one line and exit code 130 (143, 129); a sweep's other jobs do not start. The
