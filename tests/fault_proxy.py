@@ -6,6 +6,7 @@ request, and it counts requests and bytes per path.
     proxy = FaultProxy("http://127.0.0.1:8080")      # started on a free loopback port
     proxy.set("/v/a.mp4", Fault.status(503, times=2))  # the first two requests get a 503
     proxy.counts("/v/a.mp4")                           # Counts(requests=..., heads=..., body_bytes=...)
+    proxy.arrivals()                                   # every request's path, in order
     proxy.stop()
 
 A thread per connection, with HTTP/1.1 keep-alive, so a client's pooled connections behave as
@@ -63,6 +64,7 @@ class Counts:
 class _State:
     faults: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
+    arrivals: list = field(default_factory=list)  # each request's path, in the order they came
     latency: float = 0.0
 
 
@@ -104,9 +106,15 @@ class FaultProxy:
                 total.faults += counts.faults
             return total
 
+    def arrivals(self) -> list[str]:
+        """The path of every request so far, in the order they came."""
+        with self._lock:
+            return list(self._state.arrivals)
+
     def _begin(self, path: str, target: str, method: str, first_byte: int) -> Optional[Fault]:
         """Counts a request; the fault to apply to it, if any."""
         with self._lock:
+            self._state.arrivals.append(path)
             counts = self._state.counts.setdefault(path, Counts())
             counts.requests += 1
             counts.heads += method == "HEAD"

@@ -3,6 +3,7 @@ server: each gives one VideoError whose message is one line with the cause; tran
 a cut connection, a stall) are retried a bounded number of times, and succeed when the fault
 passes; 403 and 404 are not retried; no message or log holds a signed URL's query string, a
 password in a URL, or the AWS secret key."""
+import dataclasses
 import logging
 import threading
 import time
@@ -45,8 +46,8 @@ def faststart(nginx_server, video):
     return path, frame_digests(str(path))
 
 
-def read(url: str, size=None) -> list[bytes]:
-    with open_remote(url, size, policy=QUICK) as file:
+def read(url: str, size=None, policy: Policy = QUICK) -> list[bytes]:
+    with open_remote(url, size, policy=policy) as file:
         return frame_digests(file)
 
 
@@ -79,12 +80,15 @@ def test_a_fault_that_lasts_fails_the_video_in_one_line(fault, message, requests
                                    Fault.cut(10_000, times=1, reset=True), Fault.stall(30, times=1)],
                          ids=["503", "cut", "reset", "stall"])
 def test_a_fault_that_passes_is_retried_and_the_frames_are_the_same(fault, video, faults):
-    assert read(faults.url + PATH, video[0].stat().st_size) == video[1]
+    # every block kept: with evictions, which blocks are fetched again depends on when the
+    # read-ahead thread's requests end, so a busy machine could count more requests than a clean read
+    keep_all = dataclasses.replace(QUICK, cached_blocks=64)
+    assert read(faults.url + PATH, video[0].stat().st_size, keep_all) == video[1]
     counts = faults.counts(PATH)
     clean = counts.requests
     faults.reset()
     faults.set(PATH, fault)
-    assert read(faults.url + PATH, video[0].stat().st_size) == video[1]
+    assert read(faults.url + PATH, video[0].stat().st_size, keep_all) == video[1]
     counts = faults.counts(PATH)
     assert counts.faults == fault.times and counts.requests == clean + fault.times
 

@@ -2,10 +2,11 @@
 
 The main thread hands each idle decoding process a segment of a video already opened, or else the
 next video it pulls from the caller's work (so that a caller's claim on a video is taken only when
-the video is about to be read). A long video is cut into segments of whole windows that several
-processes decode at once; their windows are put back in order (utils/pipeline/video_in_flight.py).
-Each slot of frames is preprocessed on the device in one go and cut into windows; full batches run
-through the network (utils/pipeline/batches.py). A failure is reported for its video alone.
+the video is about to be read; after a URL, one more: the process opens its URL ahead). A long video
+is cut into segments of whole windows that several processes decode at once; their windows are put
+back in order (utils/pipeline/video_in_flight.py). Each slot of frames is preprocessed on the device
+in one go and cut into windows; full batches run through the network (utils/pipeline/batches.py). A
+failure is reported for its video alone.
 """
 import dataclasses
 import os
@@ -36,7 +37,7 @@ from video_features.utils.video.protocol import (
     Warned,
 )
 from video_features.utils.video.reader import check_input
-from video_features.utils.video.remote import redact
+from video_features.utils.video.remote import is_remote, redact
 
 if TYPE_CHECKING:
     from video_features.utils.pipeline.pipeline import Pipeline
@@ -54,6 +55,7 @@ class Schedule:
         self.pulled = 0  # videos pulled from the work so far: the next one's number
         self.paths: dict[int, str] = {}
         self.ready: deque[Task] = deque()  # segments and videos to decode whole, served first
+        self.reserved: dict[int, OpenVideo] = {}  # process -> the video it is given next (see _with_next)
         self.attempts: dict[int, int] = {}  # video -> its current attempt, while it is in work
         self.decoded_whole: dict[int, str] = {}  # video -> why it is decoded again in one piece
         self.videos: dict[int, VideoInFlight] = {}
@@ -96,10 +98,11 @@ class Schedule:
         idle = self.pool.idle()
         tasks = []
         for decoder in idle:
-            task = self._next_ready() or self._next_video()
+            task = (self._next_ready() or self.reserved.pop(decoder.number, None) or self._next_video()
+                    or self._reserved_elsewhere(handed={given.number for given, _ in tasks}))
             if task is None:
                 break
-            tasks.append((decoder, task))
+            tasks.append((decoder, self._with_next(decoder.number, task)))
         threads = decoding_threads(self.pipeline.decode_cores, len(self.pool.decoders) - len(idle) + len(tasks))
         for decoder, task in tasks:
             self.pool.assign(decoder, dataclasses.replace(task, threads=threads))
@@ -128,6 +131,30 @@ class Schedule:
             self.paths[number], self.attempts[number] = item, 0
             return OpenVideo(number, 0, item, size=self.sizes.get(item))
         return None
+
+    def _with_next(self, decoder: int, task: Task) -> Task:
+        """After a URL, the next video is pulled ahead and reserved for the same process, which opens
+        it while it decodes this one (utils/video/open_ahead.py): a request's latency does not stall it."""
+        if not isinstance(task, OpenVideo) or decoder in self.reserved or not is_remote(task.path):
+            return task
+        following = self._next_video()
+        if following is None:
+            return task
+        self.reserved[decoder] = following
+        if not is_remote(following.path):
+            return task
+        return dataclasses.replace(task, next_url=following.path, next_size=following.size)
+
+    def _reserved_elsewhere(self, handed: set[int]) -> Optional[OpenVideo]:
+        """With no other work left, the first video reserved for a busy process: idle ones take it.
+        Not one reserved in this hand-out (``handed``): the process would be told to drop its opening
+        ahead before it is sent the task that starts it."""
+        busy = [number for number in self.reserved if number not in handed]
+        if not busy:
+            return None
+        decoder = min(busy, key=lambda number: self.reserved[number].video)
+        self.pool.drop_opened_ahead(decoder)
+        return self.reserved.pop(decoder)
 
     def _current(self, message) -> Optional[VideoInFlight]:
         """The video a message is about, unless the message is from an attempt given up since."""

@@ -18,7 +18,15 @@ from multiprocessing.connection import Connection, wait
 from typing import Optional
 
 from video_features.utils.frames.slots import SLOTS, SlotLayout
-from video_features.utils.video.protocol import ENDS_TASK, DecodeSettings, Died, FromDecoder, Released, Task
+from video_features.utils.video.protocol import (
+    ENDS_TASK,
+    DecodeSettings,
+    Died,
+    DropOpenedAhead,
+    FromDecoder,
+    Released,
+    Task,
+)
 
 
 def _shared_buffer(size: int) -> tuple[int, mmap.mmap]:
@@ -126,6 +134,13 @@ class DecoderPool:
             decoder.send(Released(slot))
         except OSError:
             pass  # it died: its replacement starts with every slot free
+
+    def drop_opened_ahead(self, worker: int) -> None:
+        """Tells a process that the video it opens ahead went to another."""
+        try:
+            self.decoders[worker].send(DropOpenedAhead())
+        except OSError:
+            pass  # it died: its replacement opened nothing ahead
 
     def receive(self, timeout: Optional[float] = None) -> list[tuple[int, FromDecoder]]:
         """(worker, message) of every message there is, waiting up to ``timeout`` (None: until one comes).

@@ -2,11 +2,12 @@
 other, through a connection per process (utils/video/pool.py).
 
 To a process: ``DecodeSettings`` once, then tasks (``OpenVideo``: index the video, cut it into
-segments and decode the first; ``DecodeSegment``: decode another segment of it) and ``Released``
-slots. From a process, per task: ``Opened`` (after an ``OpenVideo``), ``SlotFilled``..., then one of
-``SegmentDone``, ``Failed`` or ``DecodeWhole`` (its frames could not be numbered before decoding, or
-its segments disagree: decode the video again in one piece); warnings as ``Warned``. The pool adds
-``Died`` when a process ends without being asked to.
+segments and decode the first; ``DecodeSegment``: decode another segment of it), ``Released`` slots
+and ``DropOpenedAhead`` (another process took the video it was opening ahead). From a process, per
+task: ``Opened`` (after an ``OpenVideo``), ``SlotFilled``..., then one of ``SegmentDone``,
+``Failed`` or ``DecodeWhole`` (its frames could not be numbered before decoding, or its segments
+disagree: decode the video again in one piece); warnings as ``Warned``. The pool adds ``Died`` when
+a process ends without being asked to.
 
 ``video`` is the video's number in one extraction call; ``attempt`` counts its decodes (0, then 1
 for the decode in one piece), so that messages of an attempt given up are recognised and dropped.
@@ -46,6 +47,8 @@ class OpenVideo:
     path: str
     threads: int = 1  # FFmpeg's decoding threads
     size: Optional[int] = None  # bytes of a URL's file, where known (no request to ask for it)
+    next_url: Optional[str] = None  # the URL this process opens next: it opens it while decoding this one
+    next_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ Task = Union[OpenVideo, DecodeSegment]
 @dataclass(frozen=True)
 class Released:
     slot: int
+
+
+@dataclass(frozen=True)
+class DropOpenedAhead:
+    """The video whose URL the process opens ahead (``OpenVideo.next_url``) went to another one."""
 
 
 class FewerSegments(str, Enum):

@@ -20,7 +20,7 @@ from video_features.utils.errors import VideoError, VideoFeaturesWarning
 from video_features.utils.video.completeness import Completeness, DecodeStats
 from video_features.utils.video.frame_index import FrameIndex, Source, packets_from, read_index
 from video_features.utils.video.numbering import NONREF_CODECS, IndexedDecoder, NumberingMismatch
-from video_features.utils.video.remote import is_remote, open_remote, protocol_of, redact
+from video_features.utils.video.remote import RemoteFile, is_remote, open_remote, protocol_of, redact
 from video_features.utils.video.remote_retry import DEFAULT_POLICY, Policy
 from video_features.utils.video.segments import Segment, whole
 
@@ -75,14 +75,15 @@ class VideoReader:
     """Decodes the first video stream of a file, optionally resampled to ``extraction_fps``."""
 
     def __init__(self, path: str, extraction_fps: Optional[float] = None, codec_threads: int = 0,
-                 size: Optional[int] = None, policy: Policy = DEFAULT_POLICY):
+                 size: Optional[int] = None, policy: Policy = DEFAULT_POLICY, file: Optional[RemoteFile] = None):
         """``codec_threads``: FFmpeg's decoding threads for this file; 0 lets FFmpeg pick (one per core).
         A URL (``is_remote``) is read through a file object in ranged requests; ``size``: its bytes
-        where known, which saves asking for them; ``policy``: how hard its reads try."""
+        where known, which saves asking for them; ``policy``: how hard its reads try; ``file``: the
+        URL's file already opened (utils/video/open_ahead.py), which the reader then owns."""
         self.path, self.name = path, redact(path)  # name: what messages may show of it
         check_input(path)
         self._policy = policy
-        self._file = open_remote(path, size, policy) if is_remote(path) else None
+        self._file = file or (open_remote(path, size, policy) if is_remote(path) else None)
         self.size = self._file.size if self._file is not None else None
         try:
             self._container = av.open(self._file if self._file is not None else path)

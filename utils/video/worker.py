@@ -26,9 +26,11 @@ from video_features.utils.frames.preprocessing import frame_taps, gather
 from video_features.utils.frames.slots import SLOTS, SlotLayout
 from video_features.utils.video.frame_index import first_frame_from
 from video_features.utils.video.numbering import NumberingMismatch
+from video_features.utils.video.open_ahead import OpenedAhead
 from video_features.utils.video.protocol import (
     DecodeSettings,
     DecodeWhole,
+    DropOpenedAhead,
     Failed,
     FewerSegments,
     Opened,
@@ -41,7 +43,7 @@ from video_features.utils.video.protocol import (
 )
 from video_features.utils.video.reader import VideoReader
 from video_features.utils.video.reencode import reencode_to_fps
-from video_features.utils.video.remote import is_remote
+from video_features.utils.video.remote import RemoteFile, is_remote
 from video_features.utils.video.rgb import rgb_view
 from video_features.utils.video.segments import Segment, segment_count, split, whole
 
@@ -51,6 +53,7 @@ class Worker:
         self.connection, self.buffer, self.settings = connection, buffer, settings
         self.free_slots = list(range(SLOTS))
         self.rgb = av.video.reformatter.VideoReformatter()
+        self.ahead: Optional[OpenedAhead] = None  # the URL the pipeline gives this process next
 
     def serve(self) -> None:
         """Jobs until the pipeline closes the connection."""
@@ -59,10 +62,22 @@ class Worker:
                 message = self.connection.recv()
             except EOFError:
                 return
-            if isinstance(message, Released):
-                self.free_slots.append(message.slot)
-            else:
+            if not self.handled(message):
                 self.run(message)
+
+    def handled(self, message) -> bool:
+        """Takes a message that may come while a task runs; False for a task."""
+        match message:
+            case Released():
+                self.free_slots.append(message.slot)
+            case DropOpenedAhead() if self.ahead is not None:
+                self.ahead.discard()
+                self.ahead = None
+            case DropOpenedAhead():
+                pass
+            case _:
+                return False
+        return True
 
     def run(self, task: Task) -> None:
         """Runs a task; its warnings go to the pipeline before its last message."""
@@ -70,7 +85,7 @@ class Worker:
             warnings.simplefilter("always")
             try:
                 if isinstance(task, OpenVideo):
-                    done = self.open_video(task)
+                    done = self.open_video(task, self.opened_ahead(task))
                 else:
                     done = self.decode(task, task.path, task.segment)
             except NumberingMismatch as mismatch:
@@ -83,11 +98,28 @@ class Worker:
             self.connection.send(Warned(task.video, str(warning.message)))
         self.connection.send(done)
 
-    def open_video(self, task: OpenVideo) -> SegmentDone:
-        """Opens a video, cuts it into segments where it is long enough (the pipeline hands the others
-        out) and decodes the first. After a DecodeWhole: in one piece, every frame decoded."""
+    def opened_ahead(self, task: OpenVideo) -> Optional[RemoteFile]:
+        """The task's URL if it was opened ahead, else None; then the opening of the next URL starts.
+        An opening ahead for another URL is kept for a later task, until the next one replaces it."""
+        this = None
+        if self.ahead is not None and self.ahead.url == task.path:
+            this, self.ahead = self.ahead, None
+        if task.next_url is not None and not self.reencodes:
+            if self.ahead is not None:
+                self.ahead.discard()
+            self.ahead = OpenedAhead(task.next_url, task.next_size, self.settings.remote)
+        return this.take() if this is not None else None
+
+    @property
+    def reencodes(self) -> bool:
+        return bool(self.settings.extraction_fps) and self.settings.fps_method == "reencode"
+
+    def open_video(self, task: OpenVideo, file: Optional[RemoteFile] = None) -> SegmentDone:
+        """Opens a video (``file``: its URL opened ahead), cuts it into segments where it is long enough
+        (the pipeline hands the others out) and decodes the first. After a DecodeWhole: in one piece,
+        every frame decoded."""
         settings = self.settings
-        if settings.extraction_fps and settings.fps_method == "reencode":
+        if self.reencodes:
             if is_remote(task.path):
                 raise VideoError("fps_method=reencode reads local files only (the ffmpeg program re-encodes a "
                                  "copy); use fps_method=filter")
@@ -100,7 +132,7 @@ class Worker:
             finally:
                 if not settings.keep_tmp_files:
                     os.remove(source)
-        reader = VideoReader(task.path, settings.extraction_fps, task.threads, task.size, settings.remote)
+        reader = VideoReader(task.path, settings.extraction_fps, task.threads, task.size, settings.remote, file)
         segments, fewer = self.segments(task, reader)
         self.opened(task, reader, segments, fewer)
         return self.decode(task, task.path, segments[0], reader)
@@ -163,9 +195,7 @@ class Worker:
     def take_slot(self) -> int:
         """A free slot, waiting for the pipeline to give one back if need be."""
         while not self.free_slots:
-            message = self.connection.recv()
-            if isinstance(message, Released):
-                self.free_slots.append(message.slot)
+            self.handled(self.connection.recv())
         return self.free_slots.pop()
 
 
