@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, needs_ffmpeg
+from tests.decoding import decode_all
 from tests.servers import nginx_program, running_nginx
 from video_features.utils.run.inputs import VIDEO_EXTENSIONS, videos_in
 from video_features.utils.video.frame_index import first_frame_from, read_index
+from video_features.utils.video.reader import VideoReader
 from video_features.utils.video.remote import (
     is_remote,
     list_remote,
@@ -189,6 +191,22 @@ def test_the_frame_index_reads_through_an_opener(name, videos, on_nginx):
     cut = local.cuts[2]
     opener = lambda: open_remote(on_nginx[name], size, policy=SMALL_BLOCKS)  # noqa: E731
     assert first_frame_from(opener, 0, cut) == first_frame_from(str(videos[name]), 0, cut) == cut.pts
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_a_readers_frame_index_reads_the_blocks_it_keeps(name, videos, on_nginx, faults):
+    """The index pass before the decode goes through the reader's kept blocks: a video of one block
+    (the default 4 MiB) is fetched once, and gives the local file's index and frames."""
+    path, local = f"/remote/{name}", videos[name]
+    with VideoReader(faults.url + path, size=local.stat().st_size) as reader:
+        index = reader.index()
+        images = [frame.image for frame in decode_all(reader)]
+    with VideoReader(str(local)) as reader:
+        assert index.cuts == reader.index().cuts and np.array_equal(index.pts, reader.index().pts)
+        assert all(np.array_equal(a, b) for a, b in zip(images, (frame.image for frame in decode_all(reader)),
+                                                         strict=True))
+    counts = faults.counts(path)
+    assert (counts.requests, counts.body_bytes) == (1, local.stat().st_size)
 
 
 def test_s3_credentials_come_from_a_profile(videos, in_bucket, s3_env, monkeypatch, tmp_path):

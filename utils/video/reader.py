@@ -82,7 +82,6 @@ class VideoReader:
         URL's file already opened (utils/video/open_ahead.py), which the reader then owns."""
         self.path, self.name = path, redact(path)  # name: what messages may show of it
         check_input(path)
-        self._policy = policy
         self._file = file or (open_remote(path, size, policy) if is_remote(path) else None)
         self.size = self._file.size if self._file is not None else None
         try:
@@ -167,8 +166,9 @@ class VideoReader:
 
     @property
     def source(self) -> Source:
-        """The file again, for a second reader of its packets: its path, or an opener of the URL."""
-        return (lambda: open_remote(self.path, self.size, self._policy)) if self._file is not None else self.path
+        """The file again, for a second reader of its packets in this thread: its path, or an opener of
+        a second file object over the URL's blocks this reader keeps."""
+        return self._file.another if self._file is not None else self.path
 
     def close(self) -> None:
         self._container.close()

@@ -167,16 +167,25 @@ class RemoteFile(io.RawIOBase):
 
     mode = "rb"  # PyAV opens a file object whose mode does not start with "r" for writing
 
-    def __init__(self, url: str, size: int, policy: Policy = DEFAULT_POLICY):
+    def __init__(self, url: str, size: int, policy: Policy = DEFAULT_POLICY, blocks_of: Optional["RemoteFile"] = None):
+        """``blocks_of``: a file of the same URL whose kept blocks this one reads through (see ``another``)."""
         super().__init__()
-        self.name = redact(url)
+        self.name, self._url = redact(url), url
         self._fs, self._path = filesystem(url, policy)
         self.size, self.policy = size, policy
         self.position = 0
         self.requests = 0
         self.bytes_fetched = 0
         self.failure: Optional[VideoError] = None
-        self._cache = caches[CACHE_TYPE](policy.block_size, self._fetch, size, maxblocks=policy.cached_blocks)
+        self._owns_cache = blocks_of is None
+        self._cache = blocks_of._cache if blocks_of is not None else caches[CACHE_TYPE](
+            policy.block_size, self._fetch, size, maxblocks=policy.cached_blocks)
+
+    def another(self) -> "RemoteFile":
+        """A second file object at its own position over this one's kept blocks, for a second pass in
+        the same thread (the frame index before the decode): a short video is fetched once. Closing it
+        leaves the blocks to this one."""
+        return RemoteFile(self._url, self.size, self.policy, blocks_of=self)
 
     def _fetch(self, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) in one ranged request, retried; the cache calls it,
@@ -234,7 +243,7 @@ class RemoteFile(io.RawIOBase):
         return self.read(-1)
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._owns_cache:
             self._cache.close()  # stops the read-ahead thread (waits for a request in flight)
         super().close()
 
