@@ -48,6 +48,42 @@ def windows_per_second(extractor, paths: list[str]) -> float:
     return windows / (time.perf_counter() - start)
 
 
+def echo(connection) -> None:
+    """Sends back every message until the other end closes."""
+    try:
+        while True:
+            connection.send(connection.recv())
+    except (EOFError, OSError):
+        pass
+
+
+def task_messages(clip: Path):
+    """A video's messages between the pipeline and a decoding process (OpenVideo, Opened,
+    SegmentDone; its SlotFilled ones count with its frames), each sent and answered through a socket
+    pair with a thread at the other end, as utils/video/pool.py sends them."""
+    import socket
+    import threading
+    from multiprocessing.connection import Connection
+
+    from video_features.utils.video.completeness import DecodeStats
+    from video_features.utils.video.protocol import Opened, OpenVideo, SegmentDone
+    from video_features.utils.video.reader import VideoReader
+    from video_features.utils.video.segments import whole
+
+    ours, theirs = (Connection(end.detach()) for end in socket.socketpair())
+    threading.Thread(target=echo, args=(theirs,), daemon=True).start()
+
+    with VideoReader(str(clip)) as reader:
+        opened = Opened(0, 0, reader.fps, reader.estimated_frames, reader.completeness, [whole(None)])
+
+    def exchange(clip: Path, number: int) -> None:
+        for message in (OpenVideo(number, 0, str(clip)), opened, SegmentDone(number, 0, 0, DecodeStats(), {})):
+            ours.send(message)
+            ours.recv()
+
+    return exchange
+
+
 def where_it_goes(clips: list[Path], folder: Path, url: str) -> list[str]:
     """Per-video costs measured one by one, milliseconds per video (medians over the clips)."""
     import numpy as np
@@ -58,11 +94,13 @@ def where_it_goes(clips: list[Path], folder: Path, url: str) -> list[str]:
     from video_features.utils.video.reader import VideoReader
 
     claims, store = Claims(600), OutputStore(str(folder / "store"), "save_numpy")
+    exchange = task_messages(clips[0])
     outputs = {"r21d": np.zeros((18, 512), np.float32), "timestamps_ms": np.zeros((18, 2)), "fps": np.array(30.0)}
     steps = {
         "open and probe (local)": lambda clip, n: VideoReader(str(clip)).close(),
         "open and probe (http)": lambda clip, n: VideoReader(f"{url}/{clip.name}").close(),
         "frame index (local)": lambda clip, n: read_index(str(clip), 0),
+        "a task's messages to a decoding process and back": exchange,
         "claim taken and given up": lambda clip, n: (claims.take(str(folder / f"c{n}.claim")),
                                                      claims.release(str(folder / f"c{n}.claim"))),
         "outputs and record written": lambda clip, n: store.save(f"v{n}", outputs, {"settings": n}),
@@ -127,12 +165,12 @@ def main() -> None:
 def report(rows: dict, sources: dict, args) -> None:
     print(f"Machine: {machine()}; r21d, device cpu, random weights, decode_workers=auto (1 on a CPU); "
           f"windows/s, median of {args.rounds} interleaved rounds\n")
-    print("| network | input | " + " | ".join(sources) + " | http / local |")
-    print("|---|---|" + "---|" * (len(sources) + 1))
+    print("| network | input | " + " | ".join(sources) + " | http / local | http + latency / local |")
+    print("|---|---|" + "---|" * (len(sources) + 2))
     for (network, case, _), _ in list(rows.items())[::len(sources)]:
         rates = [statistics.median(rows[network, case, source]) for source in sources]
         print(f"| {'r21d' if network else 'skipped'} | {case} | " + " | ".join(f"{rate:.1f}" for rate in rates)
-              + f" | {rates[1] / rates[0]:.2f} |")
+              + f" | {rates[1] / rates[0]:.2f} | {rates[2] / rates[0]:.2f} |")
     feed = {case: statistics.median(rows[False, case, "local"]) for (network, case, source) in rows
             if not network and source == "local"}
     clips, long = list(feed.values())
