@@ -70,11 +70,10 @@ class Worker:
         match message:
             case Released():
                 self.free_slots.append(message.slot)
-            case DropOpenedAhead() if self.ahead is not None:
-                self.ahead.discard()
-                self.ahead = None
             case DropOpenedAhead():
-                pass
+                if self.ahead is not None:
+                    self.ahead.discard()
+                self.ahead = None
             case _:
                 return False
         return True
