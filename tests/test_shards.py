@@ -228,7 +228,10 @@ def test_a_stop_signal_during_a_commit_lands_once_the_shard_is_committed(tmp_pat
     sync = shards._sync
 
     def interrupted_sync(path):
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the footer and the rename
+        # Ctrl-C between the footer and the rename, sent to this thread: os.kill to the process may
+        # reach another thread (servers' and clients' threads of earlier tests), whose handler can
+        # run after the commit is over
+        signal.raise_signal(signal.SIGINT)
         sync(path)
 
     monkeypatch.setattr(shards, "_sync", interrupted_sync)
